@@ -1,0 +1,196 @@
+/*
+ * The platform layer's front door: choose Xen or the simulation, then
+ * forward every call to the chosen implementation.
+ */
+#include "platform_impl.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* libxenstore's default xenstored socket (xs_daemon_socket()). */
+#define XENSTORED_SOCKET "/var/run/xenstored/socket"
+
+char *pvc_sim_default_dir(char *buf, size_t len)
+{
+    const char *runtime = getenv("XDG_RUNTIME_DIR");
+    if (geteuid() == 0)
+        snprintf(buf, len, "/run/pvcalls-sim");
+    else if (runtime && runtime[0] == '/')
+        snprintf(buf, len, "%s/pvcalls-sim", runtime);
+    else
+        snprintf(buf, len, "/tmp/pvcalls-sim-%u", (unsigned)geteuid());
+    return buf;
+}
+
+static int usable(const char *path)
+{
+    return access(path, R_OK | W_OK) == 0;
+}
+
+static int xenstored_socket_usable(void)
+{
+    const char *path = getenv("XENSTORED_PATH");
+    struct stat st;
+    if (!path)
+        path = XENSTORED_SOCKET;
+    return stat(path, &st) == 0 && S_ISSOCK(st.st_mode) && usable(path);
+}
+
+/* Real Xen needs the event channel device and a way to the store. */
+static int xen_present(void)
+{
+    return access("/dev/xen/evtchn", F_OK) == 0 &&
+           (usable("/dev/xen/xenbus") || xenstored_socket_usable());
+}
+
+static int resolve_kind(enum pvc_platform_kind kind)
+{
+    if (kind == PVC_PLATFORM_XEN || kind == PVC_PLATFORM_SIM)
+        return kind;
+    if (kind != PVC_PLATFORM_AUTO)
+        return -1;
+    const char *env = getenv("PVC_PLATFORM");
+    if (env && *env) {
+        if (!strcmp(env, "sim"))
+            return PVC_PLATFORM_SIM;
+        if (!strcmp(env, "xen"))
+            return PVC_PLATFORM_XEN;
+        return -1;
+    }
+    return xen_present() ? PVC_PLATFORM_XEN : PVC_PLATFORM_SIM;
+}
+
+struct pvc_platform *pvc_platform_open(const struct pvc_platform_opts *opts)
+{
+    static const struct pvc_platform_opts defaults = { .sim_domid = -1 };
+    if (!opts)
+        opts = &defaults;
+    int kind = resolve_kind(opts->kind);
+    if (kind < 0) {
+        errno = EINVAL;
+        return NULL;
+    }
+    struct pvc_platform *plat = calloc(1, sizeof(*plat));
+    if (!plat)
+        return NULL;
+    plat->kind = kind;
+    plat->ops = kind == PVC_PLATFORM_XEN ? &pvc_platform_xen_ops
+                                         : &pvc_platform_sim_ops;
+    if (plat->ops->open(plat, opts) < 0) {
+        int saved = errno;
+        free(plat);
+        errno = saved;
+        return NULL;
+    }
+    return plat;
+}
+
+void pvc_platform_close(struct pvc_platform *plat)
+{
+    if (!plat)
+        return;
+    plat->ops->close(plat);
+    free(plat);
+}
+
+enum pvc_platform_kind pvc_platform_kind(const struct pvc_platform *plat)
+{
+    return plat->kind;
+}
+
+const char *pvc_platform_name(const struct pvc_platform *plat)
+{
+    return plat->ops->name;
+}
+
+pvc_domid_t pvc_platform_domid(const struct pvc_platform *plat)
+{
+    return plat->domid;
+}
+
+int pvc_grant_share(struct pvc_platform *plat, pvc_domid_t peer,
+                    unsigned npages, int readonly, void **addr,
+                    pvc_gref_t *refs)
+{
+    if (npages == 0 || !addr || !refs) {
+        errno = EINVAL;
+        return -1;
+    }
+    return plat->ops->grant_share(plat, peer, npages, readonly, addr, refs);
+}
+
+int pvc_grant_unshare(struct pvc_platform *plat, void *addr, unsigned npages)
+{
+    if (!addr || npages == 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    return plat->ops->grant_unshare(plat, addr, npages);
+}
+
+void *pvc_grant_map(struct pvc_platform *plat, pvc_domid_t peer,
+                    unsigned npages, const pvc_gref_t *refs, int readonly)
+{
+    if (npages == 0 || !refs) {
+        errno = EINVAL;
+        return NULL;
+    }
+    return plat->ops->grant_map(plat, peer, npages, refs, readonly);
+}
+
+int pvc_grant_unmap(struct pvc_platform *plat, void *addr, unsigned npages)
+{
+    if (!addr || npages == 0 || (uintptr_t)addr % PVC_PAGE_SIZE) {
+        errno = EINVAL;
+        return -1;
+    }
+    return plat->ops->grant_unmap(plat, addr, npages);
+}
+
+struct pvc_evtchn *pvc_evtchn_alloc_unbound(struct pvc_platform *plat,
+                                            pvc_domid_t peer)
+{
+    return plat->ops->evtchn_alloc_unbound(plat, peer);
+}
+
+struct pvc_evtchn *pvc_evtchn_bind_interdomain(struct pvc_platform *plat,
+                                               pvc_domid_t peer,
+                                               pvc_port_t remote_port)
+{
+    return plat->ops->evtchn_bind_interdomain(plat, peer, remote_port);
+}
+
+pvc_port_t pvc_evtchn_port(const struct pvc_evtchn *ch)
+{
+    return ch->port;
+}
+
+int pvc_evtchn_fd(const struct pvc_evtchn *ch)
+{
+    return ch->fd;
+}
+
+int pvc_evtchn_notify(struct pvc_evtchn *ch)
+{
+    return ch->plat->ops->evtchn_notify(ch);
+}
+
+int pvc_evtchn_ack(struct pvc_evtchn *ch)
+{
+    return ch->plat->ops->evtchn_ack(ch);
+}
+
+void pvc_evtchn_close(struct pvc_evtchn *ch)
+{
+    if (ch)
+        ch->plat->ops->evtchn_close(ch);
+}
+
+struct xs_handle *pvc_store_open(struct pvc_platform *plat)
+{
+    return plat->ops->store_open(plat);
+}
