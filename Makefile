@@ -29,9 +29,12 @@ TESTLIBS := -lcriterion
 
 # The shared layers, in the order data flows through them.
 LIB_SRC := $(wildcard common/*.c ring/*.c platform/*.c xenbus/*.c)
-SIMD_SRC := $(wildcard sim/broker/*.c sim/store/*.c)
-SIMXL_SRC := $(wildcard sim/xl/*.c)
-BACKD_SRC := $(wildcard backend/*.c)
+# Each program is its main.c plus a library of its modules, which unit
+# tests link as well.
+STORE_SRC := $(wildcard sim/store/*.c)
+BROKER_SRC := $(filter-out sim/broker/main.c,$(wildcard sim/broker/*.c))
+SIMXL_SRC := $(filter-out sim/xl/main.c,$(wildcard sim/xl/*.c))
+BACKD_SRC := $(filter-out backend/main.c,$(wildcard backend/*.c))
 TESTLIB_SRC := $(wildcard tests/lib/*.c)
 TEST_SRC := $(wildcard tests/unit/test_*.c tests/e2e/test_*.c)
 
@@ -39,6 +42,10 @@ obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
 LIB := $(BUILD)/libpvc.a
 TESTLIB := $(BUILD)/libpvctest.a
+STORELIB := $(BUILD)/libsimstore.a
+BROKERLIB := $(BUILD)/libsimbroker.a
+SIMXLLIB := $(BUILD)/libsimxl.a
+BACKDLIB := $(BUILD)/libbackd.a
 BINS := $(BUILD)/bin/pvcalls-simd $(BUILD)/bin/pvcalls-simxl \
         $(BUILD)/bin/pvcalls-backd
 TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
@@ -58,19 +65,36 @@ $(TESTLIB): $(call obj,$(TESTLIB_SRC))
 	@mkdir -p $(dir $@)
 	$(AR) rcs $@ $^
 
-$(BUILD)/bin/pvcalls-simd: $(call obj,$(SIMD_SRC)) $(LIB)
+$(STORELIB): $(call obj,$(STORE_SRC))
+	@mkdir -p $(dir $@)
+	$(AR) rcs $@ $^
+
+$(BROKERLIB): $(call obj,$(BROKER_SRC))
+	@mkdir -p $(dir $@)
+	$(AR) rcs $@ $^
+
+$(SIMXLLIB): $(call obj,$(SIMXL_SRC))
+	@mkdir -p $(dir $@)
+	$(AR) rcs $@ $^
+
+$(BACKDLIB): $(call obj,$(BACKD_SRC))
+	@mkdir -p $(dir $@)
+	$(AR) rcs $@ $^
+
+$(BUILD)/bin/pvcalls-simd: $(BUILD)/obj/sim/broker/main.o $(BROKERLIB) $(STORELIB) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ $(XENLIBS) -o $@
 
-$(BUILD)/bin/pvcalls-simxl: $(call obj,$(SIMXL_SRC)) $(LIB)
+$(BUILD)/bin/pvcalls-simxl: $(BUILD)/obj/sim/xl/main.o $(SIMXLLIB) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ $(XENLIBS) -o $@
 
-$(BUILD)/bin/pvcalls-backd: $(call obj,$(BACKD_SRC)) $(LIB)
+$(BUILD)/bin/pvcalls-backd: $(BUILD)/obj/backend/main.o $(BACKDLIB) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ $(XENLIBS) -o $@
 
-$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TESTLIB) $(LIB)
+$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TESTLIB) $(BACKDLIB) $(BROKERLIB) \
+                  $(STORELIB) $(SIMXLLIB) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ $(XENLIBS) $(TESTLIBS) -lpthread -o $@
 

@@ -151,7 +151,7 @@ static int read_ring_keys(struct pvc_xb_back *b, struct back_dev *d)
 static void go_connected(struct pvc_xb_back *b, struct back_dev *d,
                          int fe_state)
 {
-    if (d->connected)
+    if (d->connected || d->pub.state == XenbusStateClosing)
         return;
     if (fe_state == XenbusStateConnected) {
         pvc_warn("xenbus: %s: frontend claims a connection we do not have; "

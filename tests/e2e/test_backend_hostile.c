@@ -670,6 +670,30 @@ static int raw_wait_be(struct raw_fe *r, int a, int b, int timeout_ms)
     return st;
 }
 
+/* The backend's state stays `state` for quiet_ms: it does not keep
+ * retrying a frontend that did not move (which would burn a CPU and
+ * starve every other domain). */
+static void raw_assert_settled(struct raw_fe *r, int state, int quiet_ms)
+{
+    char path[160];
+    snprintf(path, sizeof(path), "%s/state", r->be);
+    cr_assert(xs_watch(r->xs, path, "settle"));
+    int64_t deadline = hn_now_ms() + quiet_ms;
+    int changes = -1; /* xs_watch fires once at registration */
+    for (int64_t left; (left = deadline - hn_now_ms()) > 0;) {
+        struct pollfd p = { .fd = xs_fileno(r->xs), .events = POLLIN };
+        if (poll(&p, 1, (int)left) > 0) {
+            unsigned n;
+            free(xs_read_watch(r->xs, &n));
+            changes++;
+        }
+    }
+    xs_unwatch(r->xs, path, "settle");
+    cr_assert_leq(changes, 0, "the backend state changed %d times in %d ms "
+                  "with the frontend idle", changes, quiet_ms);
+    cr_assert_eq(raw_be_state(r), state);
+}
+
 /* Go through the handshake with the keys given, and return the state the
  * backend settles in: it must refuse (Closing), never connect. */
 static int garbage_handshake(struct raw_fe *r, const char *ring_ref,
@@ -735,6 +759,8 @@ Test(backend_hostile, garbage_xenstore_values, .fini = h_cleanup,
                  XenbusStateClosing);
     cr_assert_eq(garbage_handshake(&r, good_ref, NULL),
                  XenbusStateClosing);
+    /* The frontend stays Initialised with its garbage. */
+    raw_assert_settled(&r, XenbusStateClosing, 500);
     pvc_evtchn_close(ch);
     pvc_grant_unshare(r.plat, page, 1);
     raw_fe_close(&r);

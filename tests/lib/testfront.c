@@ -91,6 +91,21 @@ void tf_close(struct tf *tf)
     free(tf);
 }
 
+void tf_abandon(struct tf *tf)
+{
+    forget_all(tf);
+    /* pvc_xb_front_close would wait for a backend that no longer looks
+     * at this device; release its resources directly. */
+    if (tf->connected) {
+        pvc_evtchn_close(tf->fe.cmd_evtchn);
+        pvc_grant_unshare(tf->plat, tf->fe.cmd_page, 1);
+    }
+    xs_close(tf->xs);
+    pvc_platform_close(tf->plat);
+    free(tf->journal);
+    free(tf);
+}
+
 int tf_reconnect(struct tf *tf, unsigned ext, int timeout_ms)
 {
     /* fe is rewritten by the handshake: keep the device path aside. */

@@ -103,6 +103,9 @@ struct tf *tf_open_h(struct harness *h, int domid, unsigned ext);
 /* Orderly close (Closing, wait for the backend, Closed); frees every
  * socket and ring without RELEASEing them. */
 void tf_close(struct tf *tf);
+/* The domain is gone (destroyed by the toolstack): free what we hold
+ * without talking to xenstore or the backend any more. */
+void tf_abandon(struct tf *tf);
 /* After the backend went away (restart, reset): forget every socket,
  * close our end and redo the handshake.  Returns 0 or -errno. */
 int tf_reconnect(struct tf *tf, unsigned ext, int timeout_ms);

@@ -26,15 +26,8 @@
 
 #include "pvc/log.h"
 #include "pvc/loop.h"
+#include "../../sim/store/store.h"
 
-#include "../../sim/store/conn.c"
-#include "../../sim/store/ops.c"
-#include "../../sim/store/path.c"
-#include "../../sim/store/perms.c"
-#include "../../sim/store/store.c"
-#include "../../sim/store/tree.c"
-#include "../../sim/store/txn.c"
-#include "../../sim/store/watch.c"
 
 /* Each binary uses only some of the helpers. */
 #define HARNESS_FN static __attribute__((unused))

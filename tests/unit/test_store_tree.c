@@ -4,14 +4,14 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
-/* The Makefile links sim/ only into pvcalls-simd: compile the parts here. */
-#include "../../sim/store/path.c"
-#include "../../sim/store/perms.c"
-#include "../../sim/store/tree.c"
-#include "../../sim/store/txn.c"
-#include "../../sim/store/watch.c"
+#include "../../sim/store/path.h"
+#include "../../sim/store/perms.h"
+#include "../../sim/store/tree.h"
+#include "../../sim/store/txn.h"
+#include "../../sim/store/watch.h"
 
 /* ---- paths ------------------------------------------------------------ */
 

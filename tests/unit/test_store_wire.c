@@ -338,3 +338,41 @@ Test(store_wire, out_of_descriptors_refuses_instead_of_spinning)
     good_client_works(xs, "after EMFILE");
     xs_close(xs);
 }
+
+static double loop_thread_cpu_ms(void)
+{
+    clockid_t clk;
+    struct timespec ts;
+    cr_assert_eq(pthread_getcpuclockid(H.thread, &clk), 0);
+    cr_assert_eq(clock_gettime(clk, &ts), 0);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+Test(store_wire, idle_store_sleeps)
+{
+    /* Idle clients of every kind: one mid-header, one with a watch, one
+     * that does not read while the store has output queued for it. */
+    struct xs_handle *xs = xs_as(0);
+    cr_assert(xs_watch(xs, "/idle", "i"));
+    expect_event(xs, "/idle|i");
+    int stalled = raw_connect(1);
+    cr_assert_eq(write(stalled, "\x02", 1), 1);
+    int lazy = raw_connect(0);
+    char req[STORE_MAX_TOKEN + 8];
+    memcpy(req, "/\0", 2);
+    memset(req + 2, 't', STORE_MAX_TOKEN);
+    req[2 + STORE_MAX_TOKEN] = '\0';
+    raw_send(lazy, XS_WATCH, 1, 0, req, 3 + STORE_MAX_TOKEN);
+    for (int i = 0; i < 400; i++)   /* ~400 KiB: more than a socket holds */
+        put(xs, "/busy", "x");
+    good_client_works(xs, "settled");
+
+    /* Not a synchronisation: a window in which to measure nothing. */
+    double before = loop_thread_cpu_ms();
+    usleep(300 * 1000);
+    double used = loop_thread_cpu_ms() - before;
+    cr_assert_lt(used, 15.0, "the idle store used %.1f ms of CPU", used);
+    close(lazy);
+    close(stalled);
+    xs_close(xs);
+}

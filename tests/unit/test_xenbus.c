@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -64,6 +65,9 @@ static void sim_start(void)
     simd_pid = fork();
     cr_assert_geq(simd_pid, 0);
     if (simd_pid == 0) {
+        /* A test that crashes or times out skips teardown: the broker
+         * must not outlive it (it would also hold our stdout open). */
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
         dup2(ready[1], 3); /* dup2 clears O_CLOEXEC on the copy */
         execl(bin, bin, "--dir", sim_dir, "--foreground", "--ready-fd", "3",
               (char *)NULL);
@@ -105,6 +109,7 @@ static int simxl(const char *cmd, const char *domid)
     pid_t pid = fork();
     cr_assert_geq(pid, 0);
     if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
         execl(bin, bin, "--sim-dir", sim_dir, cmd, domid, (char *)NULL);
         _exit(127);
     }
