@@ -28,6 +28,7 @@
 #include "pvc/log.h"
 #include "pvc/loop.h"
 #include "../../sim/store/store.h"
+#include "../../sim/store/store_limits.h"
 
 
 /* Each binary uses only some of the helpers. */
