@@ -1,6 +1,7 @@
 /* The simulated environment of one end-to-end test: see harness.h. */
 #include "harness.h"
 
+#include "sanitizer.h"
 #include "pvc/log.h"
 
 #include <criterion/criterion.h>
@@ -18,29 +19,6 @@
 #define READY_TIMEOUT_MS 15000
 #define EXIT_TIMEOUT_MS 15000
 #define SIMXL_TIMEOUT_MS 20000
-
-/*
- * Sanitizer builds.  Criterion's runner process (not a test) leaks a few
- * small blocks when two workers finish close together (criterion 2.4.1,
- * --jobs 2), which would fail every e2e binary's exit status; the
- * suppression applies to the runner only (workers carry BXFI_MAP), so
- * leaks in test processes are still reported.  Test processes check
- * themselves in h_stop(): LSan's report at a worker's exit does not fail
- * the test.
- */
-const char *__lsan_default_suppressions(void);
-const char *__lsan_default_suppressions(void)
-{
-    return getenv("BXFI_MAP") ? "" : "leak:libcriterion.so\n";
-}
-
-const char *__lsan_default_options(void);
-const char *__lsan_default_options(void)
-{
-    return "print_suppressions=0";
-}
-
-extern int __lsan_do_recoverable_leak_check(void) __attribute__((weak));
 
 /* The environment of the running test, for h_cleanup(). */
 static struct harness *current;
@@ -225,9 +203,8 @@ void h_stop(struct harness *h)
     /* Everything the test allocated is freed or still referenced by
      * now: anything unreachable is a leak of the frontend side (the test
      * library or the platform/xenbus code it runs). */
-    if (__lsan_do_recoverable_leak_check)
-        cr_assert_eq(__lsan_do_recoverable_leak_check(), 0,
-                     "leaks in the test process (report above)");
+    cr_assert(sanitizer_no_leaks(), "leaks in the test process (report "
+              "above)");
 }
 
 void h_cleanup(void)

@@ -12,6 +12,7 @@
 #include "pvc/ext.h"
 #include "pvc/log.h"
 #include "pvc/platform.h"
+#include "pvc/sim_proto.h"
 #include "pvc/xenbus.h"
 
 #include <criterion/criterion.h>
@@ -27,6 +28,8 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -116,6 +119,31 @@ static int simxl(const char *cmd, const char *domid)
     int status;
     cr_assert_eq(waitpid(pid, &status, 0), pid);
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+/* Kill a domain the way a crash does: the broker destroys it (its nodes
+ * go, @releaseDomain fires) but no toolstack removes its devices. */
+static void broker_kill_domain(uint32_t domid)
+{
+    struct sockaddr_un addr = { .sun_family = AF_UNIX };
+    int n = snprintf(addr.sun_path, sizeof(addr.sun_path), "%.80s/%s",
+                     sim_dir, SIM_BROKER_SOCK);
+    cr_assert_lt((size_t)n, sizeof(addr.sun_path));
+    int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&addr, sizeof(addr)), 0);
+    struct sim_msg rq[2] = {
+        { .op = SIM_OP_HELLO, .domid = 0 },
+        { .op = SIM_OP_DOMAIN_DESTROY, .domid = domid },
+    };
+    for (int i = 0; i < 2; i++) {
+        struct sim_msg rp;
+        cr_assert_eq(send(fd, &rq[i], sizeof(rq[i]), MSG_NOSIGNAL),
+                     (ssize_t)sizeof(rq[i]));
+        cr_assert_eq(recv(fd, &rp, sizeof(rp), 0), (ssize_t)sizeof(rp));
+        cr_assert_eq(rp.status, 0, "broker op %u: %d", rq[i].op, rp.status);
+    }
+    close(fd);
 }
 
 /* One simulated domain: a platform handle and a store connection. */
@@ -438,11 +466,17 @@ static void front_vanish(struct pvc_xb_front *fe)
     memset(fe, 0, sizeof(*fe));
 }
 
+static void front_connect_dev(struct pvc_xb_front *fe, const char *dev,
+                              unsigned ext)
+{
+    int rc = pvc_xb_front_connect(fedom.plat, fedom.xs, dev, ext, WAIT_MS,
+                                  fe);
+    cr_assert_eq(rc, 0, "frontend connect: %s", strerror(errno));
+}
+
 static void front_connect(struct pvc_xb_front *fe, unsigned ext)
 {
-    int rc = pvc_xb_front_connect(fedom.plat, fedom.xs, "device/pvcalls/0",
-                                  ext, WAIT_MS, fe);
-    cr_assert_eq(rc, 0, "frontend connect: %s", strerror(errno));
+    front_connect_dev(fe, "device/pvcalls/0", ext);
 }
 
 /* The connection really carries requests and events. */
@@ -764,6 +798,30 @@ Test(xenbus, toolstack_removal_is_quick)
     front_connect(&fe, 0);
     be_wait_count(&be, &be.connects, 2);
     assert_ring_works(&fe, 4);
+    cr_assert_eq(pvc_xb_front_close(&fe, WAIT_MS), 0);
+}
+
+Test(xenbus, dead_frontend_domain_is_let_go)
+{
+    create_domain_1();
+    be_start(&be, 4, 0);
+    struct pvc_xb_front fe;
+    front_connect(&fe, 0);
+    be_wait_count(&be, &be.connects, 1);
+
+    broker_kill_domain(1);
+    be_wait_count(&be, &be.disconnects, 1);
+    wait_state(BE_DIR, XenbusStateClosed);
+    front_vanish(&fe);
+    dom_close(&fedom);
+
+    /* The domain comes back (a reboot after the crash); the toolstack
+     * gives it the next devid, as the old backend directory is still
+     * there, and the backend serves it. */
+    create_domain_1();
+    front_connect_dev(&fe, "device/pvcalls/1", 0);
+    be_wait_count(&be, &be.connects, 2);
+    assert_ring_works(&fe, 9);
     cr_assert_eq(pvc_xb_front_close(&fe, WAIT_MS), 0);
 }
 
