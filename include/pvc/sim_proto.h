@@ -7,8 +7,10 @@
  * struct pvc_platform), says which domain it is with SIM_OP_HELLO, then
  * makes synchronous requests: one message in, one reply out, in order.
  *
- * Every message starts with struct sim_msg; a variable part of `count`
- * uint32_t follows in the same packet.  File descriptors travel as
+ * Every message starts with struct sim_msg; a variable part of uint32_t
+ * follows in the same packet, as long as each op says below (`count`
+ * words for GNT_UNSHARE and GNT_MAP requests, none for the other
+ * requests; an error reply has none).  File descriptors travel as
  * SCM_RIGHTS on the reply.  A reply carries the request's op and
  * status = 0 or a negative errno.
  *
@@ -54,7 +56,9 @@ enum sim_op {
      * reply: port (ours), fds as above.  -EINVAL if that port is not an
      * unbound port of peer's allocated for us, -EBUSY if already bound. */
     SIM_OP_EVT_BIND_INTERDOMAIN,
-    /* request: port.  reply: status. */
+    /* request: port.  reply: status.  As on Xen, the other end of a
+     * bound channel becomes unbound again: the closer's domain may bind
+     * it anew, and notifications sent meanwhile are dropped. */
     SIM_OP_EVT_CLOSE,
 
     /* Toolstack operations, domain 0 only (-EPERM otherwise).

@@ -50,10 +50,18 @@ struct grant {
     bool readonly;
 };
 
+/* The two eventfds of one channel, shared by its two ports: fd[s] is
+ * what side s reads (its rx), fd[1 - s] what it writes (its tx).  The
+ * allocator is side 0, the binder side 1.  Kept until both ports are
+ * gone, so that a port whose peer closed can be bound again, as on Xen. */
+struct efd_pair {
+    int fd[2];
+    unsigned refs;  /* ports using it */
+};
+
 enum port_state {
-    PORT_UNBOUND,     /* allocated, waiting for peer to bind */
+    PORT_UNBOUND,     /* waiting for domain peer to bind it */
     PORT_BOUND,       /* connected to remote_port of peer */
-    PORT_ORPHANED,    /* the other end closed: notifies go nowhere */
 };
 
 struct port {
@@ -63,10 +71,8 @@ struct port {
     pvc_domid_t peer;
     uint32_t remote_port;
     enum port_state state;
-    /* While unbound: both eventfds, kept for the binder.  Closed (-1)
-     * once handed to both ends. */
-    int efd_to_owner;    /* peer notifies owner: owner's rx */
-    int efd_from_owner;  /* owner notifies peer: owner's tx */
+    struct efd_pair *pair;
+    unsigned side;
 };
 
 struct domain {

@@ -1,15 +1,16 @@
 /*
  * Event channels: EVT_ALLOC_UNBOUND, EVT_BIND_INTERDOMAIN, EVT_CLOSE.
  *
- * A channel is two eventfds, one per direction.  The allocator gets
- * [rx, tx]; the binder gets the same pair swapped.  The broker holds both
- * only while the port is unbound and drops them once both ends have
- * them: from then on notifications never pass through the broker.
+ * A channel is two eventfds, one per direction (struct efd_pair).  The
+ * allocator gets [rx, tx]; the binder gets the same pair swapped.
+ * Notifications never pass through the broker.
  *
  * Ports belong to the connection that made them (as on Xen they belong to
  * the evtchn file that bound them) and are freed when it closes.  Closing
- * one end leaves the other end orphaned, as Xen does: its notifies go
- * nowhere and nobody can bind it again.
+ * one end of a bound channel does what Xen's evtchn_close does: the other
+ * end becomes unbound again, bindable by the closer's domain only, and
+ * its notifies go nowhere meanwhile (a new binder finds none pending).  That is how a backend that reset
+ * its side re-binds the port the frontend still advertises.
  */
 #include "broker.h"
 
@@ -19,6 +20,35 @@
 #include <stdlib.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
+
+static struct efd_pair *pair_new(void)
+{
+    struct efd_pair *pr = calloc(1, sizeof(*pr));
+    if (!pr)
+        return NULL;
+    pr->fd[0] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    pr->fd[1] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (pr->fd[0] < 0 || pr->fd[1] < 0) {
+        int saved = errno;
+        if (pr->fd[0] >= 0)
+            close(pr->fd[0]);
+        if (pr->fd[1] >= 0)
+            close(pr->fd[1]);
+        free(pr);
+        errno = saved;
+        return NULL;
+    }
+    return pr;
+}
+
+static void pair_put(struct efd_pair *pr)
+{
+    if (--pr->refs)
+        return;
+    close(pr->fd[0]);
+    close(pr->fd[1]);
+    free(pr);
+}
 
 static struct port *port_find(struct domain *d, uint32_t port)
 {
@@ -37,7 +67,8 @@ static uint32_t port_lowest_free(struct domain *d)
 }
 
 static struct port *port_new(struct domain *d, struct conn *owner,
-                             pvc_domid_t peer)
+                             pvc_domid_t peer, struct efd_pair *pr,
+                             unsigned side)
 {
     if (d->nports >= SIM_MAX_PORTS_PER_DOMAIN) {
         errno = ENOSPC;
@@ -49,24 +80,17 @@ static struct port *port_new(struct domain *d, struct conn *owner,
     p->port = port_lowest_free(d);
     p->owner = owner;
     p->peer = peer;
-    p->efd_to_owner = p->efd_from_owner = -1;
+    p->pair = pr;
+    p->side = side;
+    pr->refs++;
     HASH_ADD(hh, d->ports, port, sizeof(p->port), p);
     d->nports++;
     return p;
 }
 
-static void close_efds(struct port *p)
-{
-    if (p->efd_to_owner >= 0)
-        close(p->efd_to_owner);
-    if (p->efd_from_owner >= 0)
-        close(p->efd_from_owner);
-    p->efd_to_owner = p->efd_from_owner = -1;
-}
-
 static void port_free_raw(struct domain *d, struct port *p)
 {
-    close_efds(p);
+    pair_put(p->pair);
     HASH_DEL(d->ports, p);
     d->nports--;
     free(p);
@@ -89,8 +113,11 @@ static struct port *port_remote(struct broker *b, struct domain *d,
 static void port_close(struct broker *b, struct domain *d, struct port *p)
 {
     struct port *rp = port_remote(b, d, p);
-    if (rp)
-        rp->state = PORT_ORPHANED;
+    if (rp) {
+        /* Unbound again, for our domain (its peer) to bind. */
+        rp->state = PORT_UNBOUND;
+        rp->remote_port = 0;
+    }
     port_free_raw(d, p);
 }
 
@@ -109,31 +136,41 @@ void ports_free_conn(struct domain *d, struct conn *c)
             port_close(c->broker, d, p);
 }
 
+/* Xen drops notifications sent to an unbound port and clears a closed
+ * port's pending bit, so a new binding starts with nothing pending. */
+static void drain(int efd)
+{
+    uint64_t count;
+    while (read(efd, &count, sizeof(count)) == sizeof(count))
+        ;
+}
+
+/* [rx, tx] of port p; the broker keeps its copies. */
+static void reply_port(struct reply *rp, const struct port *p)
+{
+    rp->msg.port = p->port;
+    reply_add_fd(rp, p->pair->fd[p->side], false);
+    reply_add_fd(rp, p->pair->fd[1 - p->side], false);
+}
+
 int op_evt_alloc_unbound(struct conn *c, const struct request *rq,
                          struct reply *rp)
 {
     struct domain *d = domain_find(c->broker, c->domid);
     if (rq->msg->peer >= SIM_DOMID_LIMIT)
         return -EINVAL;
-    int to_owner = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    int from_owner = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    struct port *p = NULL;
-    if (to_owner >= 0 && from_owner >= 0)
-        p = port_new(d, c, (pvc_domid_t)rq->msg->peer);
+    struct efd_pair *pr = pair_new();
+    if (!pr)
+        return -errno;
+    struct port *p = port_new(d, c, (pvc_domid_t)rq->msg->peer, pr, 0);
     if (!p) {
         int rc = -errno;
-        if (to_owner >= 0)
-            close(to_owner);
-        if (from_owner >= 0)
-            close(from_owner);
+        pr->refs = 1;
+        pair_put(pr);
         return rc;
     }
     p->state = PORT_UNBOUND;
-    p->efd_to_owner = to_owner;
-    p->efd_from_owner = from_owner;
-    rp->msg.port = p->port;
-    reply_add_fd(rp, p->efd_to_owner, false);
-    reply_add_fd(rp, p->efd_from_owner, false);
+    reply_port(rp, p);
     pvc_debug("domain %u port %u unbound for %u", c->domid, p->port,
               rq->msg->peer);
     return 0;
@@ -151,21 +188,16 @@ int op_evt_bind_interdomain(struct conn *c, const struct request *rq,
         return -EINVAL;
     if (remote->state == PORT_BOUND)
         return -EBUSY;
-    if (remote->state != PORT_UNBOUND)
-        return -EINVAL;
     struct domain *d = domain_find(b, c->domid);
-    struct port *p = port_new(d, c, rd->domid);
+    struct port *p = port_new(d, c, rd->domid, remote->pair,
+                              1 - remote->side);
     if (!p)
         return -errno;
     p->state = remote->state = PORT_BOUND;
     p->remote_port = remote->port;
     remote->remote_port = p->port;
-    rp->msg.port = p->port;
-    /* Our rx is what the allocator sends on, our tx what it reads.  The
-     * broker's copies go with this reply. */
-    reply_add_fd(rp, remote->efd_from_owner, true);
-    reply_add_fd(rp, remote->efd_to_owner, true);
-    remote->efd_to_owner = remote->efd_from_owner = -1;
+    drain(p->pair->fd[p->side]);
+    reply_port(rp, p);
     pvc_debug("domain %u port %u bound to %u:%u", c->domid, p->port,
               rd->domid, remote->port);
     return 0;

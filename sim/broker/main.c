@@ -134,10 +134,14 @@ static int make_dir(const char *path, mode_t mode)
     return 0;
 }
 
-/* Each unbound port holds two fds and each share one: make room. */
+/* The broker holds two eventfds per channel and a memfd per share:
+ * raise the fd limit as far as we may (root may go past the hard limit,
+ * up to fs.nr_open). */
 static void raise_fd_limit(void)
 {
-    struct rlimit rl;
+    struct rlimit rl = { .rlim_cur = 1u << 20, .rlim_max = 1u << 20 };
+    if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+        return;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
         rl.rlim_cur = rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);

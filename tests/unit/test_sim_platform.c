@@ -466,6 +466,58 @@ Test(sim, evtchn_both_directions)
     pvc_platform_close(d1);
 }
 
+static void expect_doorbell(struct pvc_evtchn *from, struct pvc_evtchn *to)
+{
+    cr_assert_eq(pvc_evtchn_notify(from), 0);
+    cr_assert(readable(pvc_evtchn_fd(to), 5000), "no event on port %u",
+              pvc_evtchn_port(to));
+    cr_assert_gt(pvc_evtchn_ack(to), 0);
+    cr_assert_eq(pvc_evtchn_ack(to), 0);
+}
+
+/* As on Xen: when one end closes, the other end is unbound again and
+ * the closer's domain (only) may bind it anew. */
+Test(sim, evtchn_rebind_after_the_peer_closed)
+{
+    struct pvc_platform *d0, *d1;
+    two_domains(&d0, &d1);
+    cr_assert_eq(SIMXL("create", "2", "--no-pvcalls"), 0);
+    struct pvc_platform *d2 = open_dom(2);
+    cr_assert(d2);
+    struct pvc_evtchn *fe = pvc_evtchn_alloc_unbound(d1, 0);
+    cr_assert(fe);
+    pvc_port_t fe_port = pvc_evtchn_port(fe);
+    struct pvc_evtchn *be = pvc_evtchn_bind_interdomain(d0, 1, fe_port);
+    cr_assert(be);
+    pvc_evtchn_close(be);
+    /* Notifying an unbound port goes nowhere, as on Xen: the next
+     * binder finds nothing pending. */
+    cr_assert_eq(pvc_evtchn_notify(fe), 0);
+    cr_assert_null(pvc_evtchn_bind_interdomain(d2, 1, fe_port));
+    cr_assert_eq(errno, EINVAL);
+    be = pvc_evtchn_bind_interdomain(d0, 1, fe_port);
+    cr_assert(be, "rebind: %s", strerror(errno));
+    cr_assert_not(readable(pvc_evtchn_fd(be), 0));
+    expect_doorbell(fe, be);
+    expect_doorbell(be, fe);
+
+    /* The allocator's end closing frees the binder's end for it. */
+    pvc_port_t be_port = pvc_evtchn_port(be);
+    pvc_evtchn_close(fe);
+    errno = 0;
+    cr_assert_null(pvc_evtchn_bind_interdomain(d2, 0, be_port));
+    cr_assert_eq(errno, EINVAL);
+    fe = pvc_evtchn_bind_interdomain(d1, 0, be_port);
+    cr_assert(fe, "rebind from the other side: %s", strerror(errno));
+    expect_doorbell(fe, be);
+    expect_doorbell(be, fe);
+    pvc_evtchn_close(fe);
+    pvc_evtchn_close(be);
+    pvc_platform_close(d0);
+    pvc_platform_close(d1);
+    pvc_platform_close(d2);
+}
+
 Test(sim, evtchn_bind_is_validated)
 {
     struct pvc_platform *d0, *d1;
