@@ -35,6 +35,10 @@ STORE_SRC := $(wildcard sim/store/*.c)
 BROKER_SRC := $(filter-out sim/broker/main.c,$(wildcard sim/broker/*.c))
 SIMXL_SRC := $(filter-out sim/xl/main.c,$(wildcard sim/xl/*.c))
 BACKD_SRC := $(filter-out backend/main.c,$(wildcard backend/*.c))
+FRONTD_SRC := $(filter-out frontd/main.c,$(wildcard frontd/*.c))
+# The shim links only what a data path needs: no libxenstore, no broker.
+SHIM_SRC := $(wildcard shim/*.c) $(wildcard ring/*.c) platform/handoff.c \
+            common/log.c
 TESTLIB_SRC := $(wildcard tests/lib/*.c)
 TEST_SRC := $(wildcard tests/unit/test_*.c tests/e2e/test_*.c)
 
@@ -46,8 +50,16 @@ STORELIB := $(BUILD)/libsimstore.a
 BROKERLIB := $(BUILD)/libsimbroker.a
 SIMXLLIB := $(BUILD)/libsimxl.a
 BACKDLIB := $(BUILD)/libbackd.a
+FRONTDLIB := $(BUILD)/libfrontd.a
+SHIM := $(BUILD)/lib/libpvcalls.so
 BINS := $(BUILD)/bin/pvcalls-simd $(BUILD)/bin/pvcalls-simxl \
         $(BUILD)/bin/pvcalls-backd
+ifneq ($(wildcard frontd/main.c),)
+BINS += $(BUILD)/bin/pvcalls-frontd
+endif
+ifneq ($(wildcard shim/*.c),)
+BINS += $(SHIM)
+endif
 TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 
 .PHONY: all check check-plain check-asan install deps clean
@@ -93,8 +105,21 @@ $(BUILD)/bin/pvcalls-backd: $(BUILD)/obj/backend/main.o $(BACKDLIB) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ $(XENLIBS) -o $@
 
-$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TESTLIB) $(BACKDLIB) $(BROKERLIB) \
-                  $(STORELIB) $(SIMXLLIB) $(LIB)
+$(FRONTDLIB): $(call obj,$(FRONTD_SRC))
+	@mkdir -p $(dir $@)
+	$(AR) rcs $@ $^
+
+$(BUILD)/bin/pvcalls-frontd: $(BUILD)/obj/frontd/main.o $(FRONTDLIB) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ $(XENLIBS) -lpthread -o $@
+
+$(SHIM): $(call obj,$(SHIM_SRC))
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -shared -Wl,-z,defs -Wl,-soname,libpvcalls.so $^ \
+	    -ldl -lpthread -o $@
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TESTLIB) $(BACKDLIB) $(FRONTDLIB) \
+                  $(BROKERLIB) $(STORELIB) $(SIMXLLIB) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ $(XENLIBS) $(TESTLIBS) -lpthread -o $@
 
@@ -110,8 +135,10 @@ check-asan:
 	scripts/run-tests build-asan
 
 install: $(BINS)
-	install -d $(DESTDIR)$(PREFIX)/bin
-	install -m 755 $(BINS) $(DESTDIR)$(PREFIX)/bin
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib
+	install -m 755 $(filter $(BUILD)/bin/%,$(BINS)) $(DESTDIR)$(PREFIX)/bin
+	$(if $(filter $(SHIM),$(BINS)),install -m 755 $(SHIM) $(DESTDIR)$(PREFIX)/lib)
+	$(if $(wildcard scripts/pvcalls-run),install -m 755 scripts/pvcalls-run $(DESTDIR)$(PREFIX)/bin)
 
 deps:
 	scripts/install-deps

@@ -111,4 +111,46 @@ struct xs_handle;
  * simulation.  Relative paths resolve against /local/domain/<domid>. */
 struct xs_handle *pvc_store_open(struct pvc_platform *plat);
 
+/* ---- hand-off to another process ----------------------------------- */
+
+/*
+ * The guest daemon allocates each socket's ring and channel and hands them
+ * to the process that owns the socket (SCM_RIGHTS), which then drives the
+ * data ring itself.  A hand-off is a set of fds plus what is needed to use
+ * them; it gives access to that ring and channel only (sim: the share's
+ * memfd and the channel's eventfds; Xen: a gntalloc fd opened for that
+ * client and the channel's own evtchn fd).
+ */
+#define PVC_HANDOFF_MAX_FDS 2
+
+struct pvc_grant_handoff {
+    enum pvc_platform_kind kind;
+    int fd;          /* mmap(fd, offset, npages * 4096, MAP_SHARED) */
+    uint64_t offset;
+    unsigned npages;
+};
+
+struct pvc_evtchn_handoff {
+    enum pvc_platform_kind kind;
+    pvc_port_t port;
+    int nfds;
+    int fds[PVC_HANDOFF_MAX_FDS]; /* sim: [0] rx eventfd, [1] tx eventfd;
+                                   * xen: [0] evtchn fd bound to port */
+};
+
+/* New fds (CLOEXEC, owned by the caller) for the pages of one
+ * pvc_grant_share() call starting at addr. */
+int pvc_grant_handoff(struct pvc_platform *plat, void *addr,
+                      struct pvc_grant_handoff *out);
+/* Map a received grant hand-off (needs no platform handle); the caller
+ * may close h->fd afterwards.  Unmap with munmap(addr, npages * 4096). */
+void *pvc_grant_adopt(const struct pvc_grant_handoff *h);
+
+/* New fds (CLOEXEC, owned by the caller) for one channel. */
+int pvc_evtchn_handoff(struct pvc_evtchn *ch, struct pvc_evtchn_handoff *out);
+/* A channel object over received fds (takes ownership of them); needs no
+ * platform handle.  pvc_evtchn_close() on it closes the fds only: the
+ * channel stays bound for its other holders (the daemon unbinds it). */
+struct pvc_evtchn *pvc_evtchn_adopt(const struct pvc_evtchn_handoff *h);
+
 #endif

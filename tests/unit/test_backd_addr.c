@@ -3,10 +3,13 @@
  * CONNECT and BIND (backend/addr.c), and the address formats it writes.
  * The module is pure, so it is compiled straight into this test.
  */
-#include "../../backend/addr.c"
+#include "../../backend/addr.h"
 
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
 
 /* ---- SOCKET -------------------------------------------------------- */
 

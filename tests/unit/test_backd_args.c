@@ -2,9 +2,13 @@
  * pvcalls-backd's command line (backend/args.c): defaults, every option,
  * and the values it must refuse.
  */
-#include "../../backend/args.c"
+#include "../../backend/backd.h"
+#include "pvc/ext.h"
 
 #include <criterion/criterion.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
 #include <criterion/redirect.h>
 
 static struct backd_cfg cfg;

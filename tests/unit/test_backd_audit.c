@@ -2,9 +2,13 @@
  * pvcalls-backd's audit log (backend/audit.c): the exact records, JSON
  * escaping, truncation, and one line per record in an O_APPEND file.
  */
-#include "../../backend/audit.c"
+#include "../../backend/audit.h"
+#include <unistd.h>
 
 #include <criterion/criterion.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
 #include <stdlib.h>
 
 /* From the tests' own JSON reader (tests/lib/audit.c), an independent

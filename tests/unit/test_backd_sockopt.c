@@ -2,9 +2,12 @@
  * pvcalls-backd's socket-option whitelist (backend/sockopt.c): which
  * options a frontend may set or read, with which value lengths.
  */
-#include "../../backend/sockopt.c"
+#include "../../backend/sockopt.h"
 
 #include <criterion/criterion.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
 
 Test(backd_sockopt, whitelisted_int_options)
 {

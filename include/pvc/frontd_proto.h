@@ -1,0 +1,125 @@
+/*
+ * The guest daemon's protocol: libpvcalls.so (the shim, in every opted-in
+ * process) <-> pvcalls-frontd (one per guest, sole owner of the command
+ * ring).
+ *
+ * Transport: a filesystem Unix SOCK_SEQPACKET socket (default
+ * PVC_FRONTD_DEFAULT_SOCK; the PVC_FRONTD_SOCK environment variable
+ * overrides it).  The shim opens one connection per thread (lazily; a
+ * forked child opens its own), and makes synchronous calls on it: one
+ * struct pvc_fd_req in, one struct pvc_fd_rsp out, in order.  Only the
+ * data plane bypasses the daemon: bytes move through each socket's data
+ * ring, which the shim maps itself.
+ *
+ * Sockets.  Every managed socket has an app-visible fd that is a real
+ * kernel object: one end of a socketpair(AF_UNIX, SOCK_STREAM) whose other
+ * end the daemon keeps.  close/dup/fork/exec/SCM_RIGHTS and process death
+ * then keep the kernel's reference count, and the daemon learns that the
+ * last holder is gone when its end reports HUP; it then lets the `out`
+ * ring drain and sends RELEASE.  The token's inode number (fstat st_ino)
+ * names the socket in requests, and the token fd itself travels with
+ * every request on a socket (SCM_RIGHTS) as proof that the caller holds it:
+ * the daemon checks that the received fd's inode is that socket's token
+ * and closes its copy.
+ *
+ * Each connected socket also has a shared state page (a memfd page from
+ * the daemon, the same for every holder) with the cross-process locks
+ * and flags of struct pvc_sock_shared, so that forked holders of one
+ * socket do not corrupt its ring.
+ */
+#ifndef PVC_FRONTD_PROTO_H
+#define PVC_FRONTD_PROTO_H
+
+#include "pvc/platform.h"
+
+#include <pthread.h>
+#include <stdint.h>
+
+#define PVC_FRONTD_DEFAULT_SOCK "/run/pvcalls/frontd.sock"
+#define PVC_FD_PROTO_VERSION 1
+
+enum pvc_fd_op {
+    /* in: version.  out: ret, ext (the PVC_EXT_* bits enabled with the
+     * backend), max_order. */
+    PVC_FD_HELLO = 1,
+    /* in: domain, type (SOCK_* flags stripped by the shim), protocol.
+     * out: ret, ino, fds: [0] the app-visible token fd. */
+    PVC_FD_SOCKET,
+    /* in: token fd, addr/addrlen, order (0: the daemon's default).
+     * out: ret; on success the socket's ring: fds [0] ring pages (indexes
+     * page then 2^order data pages, one hand-off), [1] state page, then
+     * the event channel's fds; ring_offset, order, evt_kind, evt_port,
+     * evt_nfds.  Blocks until the backend answers (connect(2) blocks). */
+    PVC_FD_CONNECT,
+    /* in: token fd, addr/addrlen.  out: ret. */
+    PVC_FD_BIND,
+    /* in: token fd, backlog.  out: ret. */
+    PVC_FD_LISTEN,
+    /* in: token fd of a listener, flags (SOCK_NONBLOCK|SOCK_CLOEXEC are
+     * the shim's business, ignored here).  Blocks until a connection
+     * arrives.  out: ret, ino of the new socket, addr/addrlen of the peer
+     * (when the backend has accept-addr), fds: [0] the new token, then the
+     * ring fds as for CONNECT. */
+    PVC_FD_ACCEPT,
+    /* in: token fd, how.  out: ret.  (The daemon first lets the out ring
+     * drain for SHUT_WR, like the backend does.) */
+    PVC_FD_SHUTDOWN,
+    /* in: token fd.  out: ret, addr/addrlen. */
+    PVC_FD_GETSOCKNAME,
+    PVC_FD_GETPEERNAME,
+    /* in: token fd, level, optname, optlen, optval.  out: ret
+     * (GETSOCKOPT: optlen, optval). */
+    PVC_FD_SETSOCKOPT,
+    PVC_FD_GETSOCKOPT,
+};
+
+#define PVC_FD_ADDR_MAX 28u
+#define PVC_FD_OPT_MAX 28u
+
+struct pvc_fd_req {
+    uint32_t op;
+    uint32_t version;       /* HELLO */
+    int32_t domain, type, protocol; /* SOCKET */
+    int32_t backlog;        /* LISTEN */
+    int32_t how;            /* SHUTDOWN */
+    int32_t flags;          /* ACCEPT */
+    uint32_t order;         /* CONNECT */
+    int32_t level, optname; /* SOCKOPT */
+    uint32_t optlen;
+    uint8_t optval[PVC_FD_OPT_MAX];
+    uint32_t addrlen;       /* CONNECT, BIND */
+    uint8_t addr[PVC_FD_ADDR_MAX];
+    uint64_t ino;           /* the token's inode, for a request on a socket */
+};
+
+struct pvc_fd_rsp {
+    uint32_t op;
+    int32_t ret;            /* 0 or a negative errno, as the call returns */
+    uint32_t ext;           /* HELLO */
+    uint32_t max_order;     /* HELLO */
+    uint64_t ino;           /* SOCKET, ACCEPT: the new token's inode */
+    uint32_t order;         /* ring order (CONNECT, ACCEPT) */
+    uint64_t ring_offset;   /* mmap offset of the ring pages in fds[0] */
+    uint32_t evt_kind;      /* enum pvc_platform_kind */
+    uint32_t evt_port;
+    uint32_t evt_nfds;
+    uint32_t optlen;
+    uint8_t optval[PVC_FD_OPT_MAX];
+    uint32_t addrlen;
+    uint8_t addr[PVC_FD_ADDR_MAX];
+};
+
+/*
+ * The shared state page of a connected socket (one page, zeroed by the
+ * daemon).  Process-shared, robust mutexes: a holder killed inside a
+ * critical section leaves the lock recoverable (EOWNERDEAD).
+ */
+struct pvc_sock_shared {
+    pthread_mutex_t rx_lock; /* serialises consumers of `in` */
+    pthread_mutex_t tx_lock; /* serialises producers of `out` */
+    uint32_t shut_rd;        /* shutdown(SHUT_RD) was called */
+    uint32_t shut_wr;        /* shutdown(SHUT_WR) was called */
+    int32_t so_error;        /* pending SO_ERROR, cleared when read */
+};
+
+#endif
