@@ -61,9 +61,11 @@ ifneq ($(wildcard shim/*.c),)
 BINS += $(SHIM)
 endif
 TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
+# Plain programs that tests run natively and under the shim.
+PROGS := $(patsubst tests/progs/%.c,$(BUILD)/progs/%,$(wildcard tests/progs/*.c))
 
 .PHONY: all check check-plain check-asan install deps clean
-all: $(BINS) $(TESTS)
+all: $(BINS) $(TESTS) $(PROGS)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -104,6 +106,10 @@ $(BUILD)/bin/pvcalls-simxl: $(BUILD)/obj/sim/xl/main.o $(SIMXLLIB) $(LIB)
 $(BUILD)/bin/pvcalls-backd: $(BUILD)/obj/backend/main.o $(BACKDLIB) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ $(XENLIBS) -o $@
+
+$(BUILD)/progs/%: tests/progs/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) $< -lpthread -o $@
 
 $(FRONTDLIB): $(call obj,$(FRONTD_SRC))
 	@mkdir -p $(dir $@)
