@@ -119,10 +119,11 @@ $(BUILD)/bin/pvcalls-frontd: $(BUILD)/obj/frontd/main.o $(FRONTDLIB) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ $(XENLIBS) -lpthread -o $@
 
-$(SHIM): $(call obj,$(SHIM_SRC))
+$(SHIM): $(call obj,$(SHIM_SRC)) shim/libpvcalls.map
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -shared -Wl,-z,defs -Wl,-soname,libpvcalls.so $^ \
-	    -ldl -lpthread -o $@
+	$(CC) $(LDFLAGS) -shared -Wl,-z,defs -Wl,-soname,libpvcalls.so \
+	    -Wl,--version-script=shim/libpvcalls.map \
+	    $(filter %.o,$^) -ldl -lpthread -o $@
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TESTLIB) $(BACKDLIB) $(FRONTDLIB) \
                   $(BROKERLIB) $(STORELIB) $(SIMXLLIB) $(LIB)

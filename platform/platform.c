@@ -164,33 +164,17 @@ struct pvc_evtchn *pvc_evtchn_bind_interdomain(struct pvc_platform *plat,
     return plat->ops->evtchn_bind_interdomain(plat, peer, remote_port);
 }
 
-pvc_port_t pvc_evtchn_port(const struct pvc_evtchn *ch)
-{
-    return ch->port;
-}
-
-int pvc_evtchn_fd(const struct pvc_evtchn *ch)
-{
-    return ch->fd;
-}
-
-int pvc_evtchn_notify(struct pvc_evtchn *ch)
-{
-    return ch->plat->ops->evtchn_notify(ch);
-}
-
-int pvc_evtchn_ack(struct pvc_evtchn *ch)
-{
-    return ch->plat->ops->evtchn_ack(ch);
-}
-
-void pvc_evtchn_close(struct pvc_evtchn *ch)
-{
-    if (ch)
-        ch->plat->ops->evtchn_close(ch);
-}
-
 struct xs_handle *pvc_store_open(struct pvc_platform *plat)
 {
     return plat->ops->store_open(plat);
+}
+
+int pvc_grant_handoff(struct pvc_platform *plat, void *addr,
+                      struct pvc_grant_handoff *out)
+{
+    if (!addr || !out) {
+        errno = EINVAL;
+        return -1;
+    }
+    return plat->ops->grant_handoff(plat, addr, out);
 }

@@ -30,10 +30,25 @@ struct pvc_platform_ops {
     struct pvc_evtchn *(*evtchn_bind_interdomain)(struct pvc_platform *plat,
                                                   pvc_domid_t peer,
                                                   pvc_port_t remote_port);
-    int (*evtchn_notify)(struct pvc_evtchn *ch);
-    int (*evtchn_ack)(struct pvc_evtchn *ch);
-    void (*evtchn_close)(struct pvc_evtchn *ch);
     struct xs_handle *(*store_open)(struct pvc_platform *plat);
+    /* New fds for the pages of one share (pvc_grant_handoff). */
+    int (*grant_handoff)(struct pvc_platform *plat, void *addr,
+                         struct pvc_grant_handoff *out);
+};
+
+/*
+ * What a channel does, per channel rather than per platform: a channel
+ * adopted from a hand-off has no platform handle (the shim links only
+ * platform/handoff.c), so every channel call dispatches through the
+ * channel itself.
+ */
+struct pvc_evtchn_ops {
+    int (*notify)(struct pvc_evtchn *ch);
+    int (*ack)(struct pvc_evtchn *ch);
+    /* Make our own end's fd readable (see pvc_evtchn_kick_local). */
+    int (*kick_local)(struct pvc_evtchn *ch);
+    int (*handoff)(struct pvc_evtchn *ch, struct pvc_evtchn_handoff *out);
+    void (*close)(struct pvc_evtchn *ch);
 };
 
 struct pvc_platform {
@@ -46,10 +61,29 @@ struct pvc_platform {
 /* The part of a channel every implementation has; each embeds it first
  * in its own struct. */
 struct pvc_evtchn {
-    struct pvc_platform *plat;
+    const struct pvc_evtchn_ops *ops;
+    struct pvc_platform *plat; /* NULL for an adopted channel */
     pvc_port_t port;
     int fd;
 };
+
+/* A simulated channel: two eventfds, one per direction (the broker's
+ * channel as well as an adopted one). */
+struct pvc_sim_evtchn {
+    struct pvc_evtchn head; /* head.fd is the rx eventfd */
+    int tx;
+};
+
+/* platform/handoff.c: the eventfd doorbell operations every simulated
+ * channel shares, and hand-off of an fd set. */
+int pvc_sim_evtchn_notify(struct pvc_evtchn *ch);
+int pvc_sim_evtchn_ack(struct pvc_evtchn *ch);
+int pvc_sim_evtchn_kick_local(struct pvc_evtchn *ch);
+int pvc_sim_evtchn_handoff(struct pvc_evtchn *ch,
+                           struct pvc_evtchn_handoff *out);
+/* Xen: a dup of the channel's own evtchn fd. */
+int pvc_xen_evtchn_handoff(struct pvc_evtchn *ch,
+                           struct pvc_evtchn_handoff *out);
 
 extern const struct pvc_platform_ops pvc_platform_xen_ops;
 extern const struct pvc_platform_ops pvc_platform_sim_ops;

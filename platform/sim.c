@@ -11,6 +11,7 @@
 #include "sim_impl.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -105,6 +106,7 @@ static void sim_close(struct pvc_platform *plat)
     HASH_ITER(hh, sp->shares, s, tmp) {
         HASH_DEL(sp->shares, s);
         munmap(s->addr, (size_t)s->npages * PVC_PAGE_SIZE);
+        close(s->memfd);
         free(s);
     }
     close(sp->fd);
@@ -145,9 +147,9 @@ static int share_locked(struct sim_platform *sp, pvc_domid_t peer,
         s->addr = mmap(NULL, (size_t)npages * PVC_PAGE_SIZE,
                        PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
     int saved = errno;
-    if (memfd >= 0)
-        close(memfd);
     if (s->addr == MAP_FAILED) {
+        if (memfd >= 0)
+            close(memfd);
         /* The broker granted pages we cannot use: give them back. */
         if (c.rp_nvar == npages)
             unshare_refs_locked(sp, s->refs, npages);
@@ -155,6 +157,7 @@ static int share_locked(struct sim_platform *sp, pvc_domid_t peer,
         return -1;
     }
     s->npages = npages;
+    s->memfd = memfd;
     HASH_ADD_PTR(sp->shares, addr, s);
     return 0;
 }
@@ -204,9 +207,32 @@ static int sim_grant_unshare(struct pvc_platform *plat, void *addr,
     int saved = errno;
     pthread_mutex_unlock(&sp->lock);
     munmap(s->addr, (size_t)npages * PVC_PAGE_SIZE);
+    close(s->memfd);
     free(s);
     errno = saved;
     return rc;
+}
+
+/* The share's own memfd holds exactly its pages, from offset 0: a dup of
+ * it gives the receiver these pages and nothing else. */
+static int sim_grant_handoff(struct pvc_platform *plat, void *addr,
+                             struct pvc_grant_handoff *out)
+{
+    struct sim_platform *sp = sim_of(plat);
+    struct share *s;
+    pthread_mutex_lock(&sp->lock);
+    HASH_FIND_PTR(sp->shares, &addr, s);
+    int fd = s ? fcntl(s->memfd, F_DUPFD_CLOEXEC, 0) : -1;
+    unsigned npages = s ? s->npages : 0;
+    int saved = s ? errno : EINVAL;
+    pthread_mutex_unlock(&sp->lock);
+    if (fd < 0) {
+        errno = saved;
+        return -1;
+    }
+    *out = (struct pvc_grant_handoff){ .kind = PVC_PLATFORM_SIM, .fd = fd,
+                                       .offset = 0, .npages = npages };
+    return 0;
 }
 
 /* Each fd must hold every page the reply points into. */
@@ -313,11 +339,21 @@ static int sim_grant_unmap(struct pvc_platform *plat, void *addr,
 
 /* ---- event channels ------------------------------------------------ */
 
+static void sim_evtchn_close(struct pvc_evtchn *head);
+
+static const struct pvc_evtchn_ops sim_evtchn_ops = {
+    .notify = pvc_sim_evtchn_notify,
+    .ack = pvc_sim_evtchn_ack,
+    .kick_local = pvc_sim_evtchn_kick_local,
+    .handoff = pvc_sim_evtchn_handoff,
+    .close = sim_evtchn_close,
+};
+
 static struct pvc_evtchn *evtchn_call(struct pvc_platform *plat,
                                       struct sim_msg rq)
 {
     struct sim_platform *sp = sim_of(plat);
-    struct sim_evtchn *ch = calloc(1, sizeof(*ch));
+    struct pvc_sim_evtchn *ch = calloc(1, sizeof(*ch));
     if (!ch)
         return NULL;
     int fds[2];
@@ -329,6 +365,7 @@ static struct pvc_evtchn *evtchn_call(struct pvc_platform *plat,
         errno = EPROTO;
         goto fail;
     }
+    ch->head.ops = &sim_evtchn_ops;
     ch->head.plat = plat;
     ch->head.port = c.rp.port;
     ch->head.fd = fds[0];
@@ -357,34 +394,9 @@ sim_evtchn_bind_interdomain(struct pvc_platform *plat, pvc_domid_t peer,
         .port = remote_port });
 }
 
-static int sim_evtchn_notify(struct pvc_evtchn *head)
-{
-    struct sim_evtchn *ch = (struct sim_evtchn *)head;
-    uint64_t one = 1;
-    if (write(ch->tx, &one, sizeof(one)) == sizeof(one))
-        return 0;
-    /* A saturated counter means an event is pending already. */
-    return errno == EAGAIN ? 0 : -1;
-}
-
-/* Returns how many notifications were coalesced since the last ack
- * (capped at INT_MAX); callers only rely on 0 versus more. */
-static int sim_evtchn_ack(struct pvc_evtchn *head)
-{
-    uint64_t count;
-    ssize_t n = read(head->fd, &count, sizeof(count));
-    if (n == sizeof(count))
-        return count > INT_MAX ? INT_MAX : (int)count;
-    if (n < 0 && errno == EAGAIN)
-        return 0;
-    if (n >= 0)
-        errno = EIO;
-    return -1;
-}
-
 static void sim_evtchn_close(struct pvc_evtchn *head)
 {
-    struct sim_evtchn *ch = (struct sim_evtchn *)head;
+    struct pvc_sim_evtchn *ch = (struct pvc_sim_evtchn *)head;
     struct call c = { .rq = { .op = SIM_OP_EVT_CLOSE, .port = head->port } };
     sim_call(sim_of(head->plat), &c);
     close(head->fd);
@@ -428,8 +440,6 @@ const struct pvc_platform_ops pvc_platform_sim_ops = {
     .grant_unmap = sim_grant_unmap,
     .evtchn_alloc_unbound = sim_evtchn_alloc_unbound,
     .evtchn_bind_interdomain = sim_evtchn_bind_interdomain,
-    .evtchn_notify = sim_evtchn_notify,
-    .evtchn_ack = sim_evtchn_ack,
-    .evtchn_close = sim_evtchn_close,
     .store_open = sim_store_open,
+    .grant_handoff = sim_grant_handoff,
 };

@@ -20,6 +20,7 @@
 struct share {
     void *addr;
     unsigned npages;
+    int memfd;              /* kept for pvc_grant_handoff() */
     UT_hash_handle hh;
     pvc_gref_t refs[];
 };
@@ -32,11 +33,6 @@ struct sim_platform {
     struct share *shares;   /* by addr */
 };
 
-/* A channel: two eventfds, one per direction. */
-struct sim_evtchn {
-    struct pvc_evtchn head; /* head.fd is the rx eventfd */
-    int tx;
-};
 
 /* One request and where its reply goes. */
 struct call {

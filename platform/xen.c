@@ -174,7 +174,21 @@ static int xen_grant_unmap(struct pvc_platform *plat, void *addr,
     return xengnttab_unmap(h, addr, npages);
 }
 
+/* Handing pages to another process needs a gntalloc file opened for that
+ * client (so that it can reach its own rings only), which the share
+ * above does not have: ISSUE 5 gives each client its own gntshr handle
+ * and shares that client's rings through it.  Until then: ENOSYS. */
+static int xen_grant_handoff(struct pvc_platform *plat, void *addr,
+                             struct pvc_grant_handoff *out)
+{
+    (void)plat, (void)addr, (void)out;
+    errno = ENOSYS;
+    return -1;
+}
+
 /* ---- event channels ------------------------------------------------ */
+
+static const struct pvc_evtchn_ops xen_evtchn_ops;
 
 static struct xen_evtchn *evtchn_new(struct pvc_platform *plat)
 {
@@ -188,6 +202,7 @@ static struct xen_evtchn *evtchn_new(struct pvc_platform *plat)
         errno = saved;
         return NULL;
     }
+    ch->head.ops = &xen_evtchn_ops;
     ch->head.plat = plat;
     ch->head.fd = xenevtchn_fd(ch->xce);
     /* Belt and braces: ack polls before each xenevtchn_pending() as the
@@ -276,6 +291,25 @@ static void xen_evtchn_close(struct pvc_evtchn *head)
     free(ch);
 }
 
+/* An interdomain channel cannot signal its own end from userspace
+ * (IOCTL_EVTCHN_NOTIFY rings the remote end).  Issue 5: the daemon can
+ * wake a shim by other means (e.g. setting the ring's error words and
+ * notifying through the backend, or a per-socket eventfd). */
+static int xen_evtchn_kick_local(struct pvc_evtchn *head)
+{
+    (void)head;
+    errno = ENOSYS;
+    return -1;
+}
+
+static const struct pvc_evtchn_ops xen_evtchn_ops = {
+    .notify = xen_evtchn_notify,
+    .ack = xen_evtchn_ack,
+    .kick_local = xen_evtchn_kick_local,
+    .handoff = pvc_xen_evtchn_handoff,
+    .close = xen_evtchn_close,
+};
+
 /* ---- store --------------------------------------------------------- */
 
 /* /dev/xen/xenbus in a guest, xenstored's socket in dom0: libxenstore
@@ -296,8 +330,6 @@ const struct pvc_platform_ops pvc_platform_xen_ops = {
     .grant_unmap = xen_grant_unmap,
     .evtchn_alloc_unbound = xen_evtchn_alloc_unbound,
     .evtchn_bind_interdomain = xen_evtchn_bind_interdomain,
-    .evtchn_notify = xen_evtchn_notify,
-    .evtchn_ack = xen_evtchn_ack,
-    .evtchn_close = xen_evtchn_close,
     .store_open = xen_store_open,
+    .grant_handoff = xen_grant_handoff,
 };

@@ -61,6 +61,16 @@ void pvc_data_ring_attach(struct pvc_data_ring *r, void *intf, void *data,
     r->tx_prod_pvt = shared_load(r->tx_prod);
 }
 
+void pvc_data_ring_resync_rx(struct pvc_data_ring *r)
+{
+    r->rx_cons_pvt = shared_load(r->rx_cons);
+}
+
+void pvc_data_ring_resync_tx(struct pvc_data_ring *r)
+{
+    r->tx_prod_pvt = shared_load(r->tx_prod);
+}
+
 /* Split `len` bytes starting at free-running index idx into at most two
  * pieces of buf (the second when they wrap past the end). */
 static void ring_iov(unsigned char *buf, RING_IDX size, RING_IDX idx,

@@ -101,6 +101,10 @@ int pvc_evtchn_notify(struct pvc_evtchn *ch);
 int pvc_evtchn_ack(struct pvc_evtchn *ch);
 /* Unbind and free. */
 void pvc_evtchn_close(struct pvc_evtchn *ch);
+/* Make our own end's fd readable, as if the peer had notified: wakes the
+ * other holders of a handed-off channel (the guest daemon uses it to tell
+ * shims that the backend went away).  Sim only; ENOSYS on Xen. */
+int pvc_evtchn_kick_local(struct pvc_evtchn *ch);
 
 /* ---- store --------------------------------------------------------- */
 

@@ -49,6 +49,11 @@ static inline RING_IDX pvc_data_ring_half(unsigned order)
  * indexes are loaded from the shared ones (0 for a fresh ring). */
 void pvc_data_ring_attach(struct pvc_data_ring *r, void *intf, void *data,
                           unsigned order, enum pvc_ring_side side);
+/* Reload our private index of one half from shared memory: for a ring
+ * driven by several processes in turn (forked holders of one socket, each
+ * under a shared lock), the previous holder may have moved it. */
+void pvc_data_ring_resync_rx(struct pvc_data_ring *r);
+void pvc_data_ring_resync_tx(struct pvc_data_ring *r);
 /* Frontend only: initialise a fresh indexes page (all zero, ring_order,
  * refs of the data pages) before handing it to the backend. */
 void pvc_data_ring_init_intf(struct pvcalls_data_intf *intf, unsigned order,

@@ -1,0 +1,201 @@
+/* pvcalls-frontd's command line: see frontd_usage(). */
+#include "frontd.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+void frontd_usage(const char *prog, FILE *out)
+{
+    fprintf(out,
+            "Usage: %s [OPTION]...\n"
+            "The PV Calls guest daemon: owns this domain's PV Calls device "
+            "and serves\nlibpvcalls.so (the shim) on a Unix socket.\n"
+            "\n"
+            "  --platform auto|sim|xen   platform (default auto)\n"
+            "  --sim-dir DIR             simulated platform's directory\n"
+            "  --domid N                 sim: our domain (default "
+            "$PVC_SIM_DOMID or 1)\n"
+            "  --device PATH             the device (default "
+            "device/pvcalls/0)\n"
+            "  --socket PATH             where shims connect (default "
+            "$PVC_FRONTD_SOCK,\n"
+            "                            else %s; sim: "
+            "<sim-dir>/frontd-<domid>.sock)\n"
+            "  --order N                 ring order of new sockets, 1..%u "
+            "(default %u,\n"
+            "                            at most the backend's "
+            "max-page-order)\n"
+            "  --pool N                  rings kept ready, 0..%u "
+            "(default %u)\n"
+            "  --ready-fd N              write \"ready\\n\" to fd N once "
+            "serving\n"
+            "  --help                    this text\n"
+            "\n"
+            "Environment: PVC_LOG=debug|info|warn|err, PVC_PLATFORM, "
+            "PVC_SIM_DIR,\nPVC_SIM_DOMID, PVC_FRONTD_SOCK.\n",
+            prog, PVC_FRONTD_DEFAULT_SOCK, PVC_MAX_RING_ORDER,
+            FRONTD_DEFAULT_ORDER, FRONTD_MAX_POOL, FRONTD_DEFAULT_POOL);
+}
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+static bool parse_uint(const char *s, unsigned long min, unsigned long max,
+                       unsigned long *out)
+{
+    char *end;
+    if (!*s || *s == '-' || *s == '+')
+        return false;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    if (errno || *end || v < min || v > max)
+        return false;
+    *out = v;
+    return true;
+}
+
+enum { OPT_PLATFORM = 256, OPT_SIM_DIR, OPT_DOMID, OPT_DEVICE, OPT_SOCKET,
+       OPT_ORDER, OPT_POOL, OPT_READY_FD, OPT_HELP };
+
+static const struct option long_opts[] = {
+    { "platform", required_argument, NULL, OPT_PLATFORM },
+    { "sim-dir", required_argument, NULL, OPT_SIM_DIR },
+    { "domid", required_argument, NULL, OPT_DOMID },
+    { "device", required_argument, NULL, OPT_DEVICE },
+    { "socket", required_argument, NULL, OPT_SOCKET },
+    { "order", required_argument, NULL, OPT_ORDER },
+    { "pool", required_argument, NULL, OPT_POOL },
+    { "ready-fd", required_argument, NULL, OPT_READY_FD },
+    { "help", no_argument, NULL, OPT_HELP },
+    { NULL, 0, NULL, 0 },
+};
+
+static int apply_opt(int opt, const char *arg, struct frontd_cfg *cfg,
+                     char *err, size_t errlen)
+{
+    unsigned long v;
+    switch (opt) {
+    case OPT_PLATFORM:
+        if (!strcmp(arg, "auto"))
+            cfg->platform = PVC_PLATFORM_AUTO;
+        else if (!strcmp(arg, "sim"))
+            cfg->platform = PVC_PLATFORM_SIM;
+        else if (!strcmp(arg, "xen"))
+            cfg->platform = PVC_PLATFORM_XEN;
+        else
+            return fail(err, errlen, "--platform: auto, sim or xen");
+        return 0;
+    case OPT_SIM_DIR:
+        cfg->sim_dir = arg;
+        return 0;
+    case OPT_DOMID:
+        if (!parse_uint(arg, 1, 0x7fef, &v))
+            return fail(err, errlen, "--domid: 1..32751");
+        cfg->domid = (int)v;
+        return 0;
+    case OPT_DEVICE:
+        cfg->device = arg;
+        return 0;
+    case OPT_SOCKET:
+        if (!*arg || strlen(arg) >= sizeof(cfg->sock_path))
+            return fail(err, errlen, "--socket: a path");
+        snprintf(cfg->sock_path, sizeof(cfg->sock_path), "%s", arg);
+        return 0;
+    case OPT_ORDER:
+        if (!parse_uint(arg, 1, PVC_MAX_RING_ORDER, &v))
+            return fail(err, errlen, "--order: 1..%u", PVC_MAX_RING_ORDER);
+        cfg->order = (unsigned)v;
+        return 0;
+    case OPT_POOL:
+        if (!parse_uint(arg, 0, FRONTD_MAX_POOL, &v))
+            return fail(err, errlen, "--pool: 0..%u", FRONTD_MAX_POOL);
+        cfg->pool = (unsigned)v;
+        return 0;
+    case OPT_READY_FD:
+        if (!parse_uint(arg, 0, INT_MAX, &v))
+            return fail(err, errlen, "--ready-fd: a file descriptor");
+        cfg->ready_fd = (int)v;
+        return 0;
+    default:
+        return fail(err, errlen, "unknown option (see --help)");
+    }
+}
+
+/* The defaults that depend on other options and the environment. */
+static int fill_defaults(struct frontd_cfg *cfg, char *err, size_t errlen)
+{
+    if (cfg->domid < 0) {
+        const char *env = getenv("PVC_SIM_DOMID");
+        unsigned long v = 1;
+        if (env && *env && !parse_uint(env, 1, 0x7fef, &v))
+            return fail(err, errlen, "PVC_SIM_DOMID: 1..32751");
+        cfg->domid = (int)v;
+    }
+    if (cfg->sock_path[0])
+        return 0;
+    const char *env = getenv("PVC_FRONTD_SOCK");
+    const char *kind = getenv("PVC_PLATFORM");
+    bool sim = cfg->platform == PVC_PLATFORM_SIM ||
+               (cfg->platform == PVC_PLATFORM_AUTO && kind &&
+                !strcmp(kind, "sim"));
+    int n;
+    if (env && *env) {
+        n = snprintf(cfg->sock_path, sizeof(cfg->sock_path), "%s", env);
+    } else if (sim) {
+        char dflt[PATH_MAX / 2];
+        const char *dir = cfg->sim_dir;
+        if (!dir || !*dir)
+            dir = getenv("PVC_SIM_DIR");
+        if (!dir || !*dir)
+            dir = pvc_sim_default_dir(dflt, sizeof(dflt));
+        n = snprintf(cfg->sock_path, sizeof(cfg->sock_path),
+                     "%s/frontd-%d.sock", dir, cfg->domid);
+    } else {
+        n = snprintf(cfg->sock_path, sizeof(cfg->sock_path), "%s",
+                     PVC_FRONTD_DEFAULT_SOCK);
+    }
+    if (n < 0 || (size_t)n >= sizeof(cfg->sock_path))
+        return fail(err, errlen, "socket path too long");
+    return 0;
+}
+
+int frontd_parse_args(int argc, char **argv, struct frontd_cfg *cfg,
+                      char *err, size_t errlen)
+{
+    *cfg = (struct frontd_cfg){
+        .platform = PVC_PLATFORM_AUTO,
+        .domid = -1,
+        .device = "device/pvcalls/0",
+        .order = FRONTD_DEFAULT_ORDER,
+        .pool = FRONTD_DEFAULT_POOL,
+        .ready_fd = -1,
+    };
+    optind = 0;
+    opterr = 0;
+    int opt;
+    while ((opt = getopt_long(argc, argv, "", long_opts, NULL)) != -1) {
+        if (opt == OPT_HELP) {
+            frontd_usage(argv[0], stdout);
+            return 1;
+        }
+        if (opt == '?' || opt == ':')
+            return fail(err, errlen, "bad option %s (see --help)",
+                        argv[optind - 1]);
+        if (apply_opt(opt, optarg, cfg, err, errlen) < 0)
+            return -1;
+    }
+    if (optind < argc)
+        return fail(err, errlen, "unexpected argument %s", argv[optind]);
+    return fill_defaults(cfg, err, errlen);
+}

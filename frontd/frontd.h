@@ -1,0 +1,224 @@
+/*
+ * pvcalls-frontd, the guest daemon: sole owner of the domain's PV Calls
+ * command ring, allocator of the data rings, server of the shims
+ * (include/pvc/frontd_proto.h).  One thread, one pvc_loop; the daemon
+ * never blocks on a client or on the backend: every call that needs the
+ * backend is a pending command answered when the backend answers.
+ *
+ *   main.c     the program: arguments, signals, the loop
+ *   args.c     the command line
+ *   backend.c  the xenbus connection, backend loss and reconnection
+ *   cmdq.c     the command ring: req_id table, FIFO beyond 32 in flight
+ *   pool.c     data rings (pre-allocated pool) and state pages
+ *   clients.c  shim connections: messages with SCM_RIGHTS, one call each
+ *   sockets.c  the socket table (by token inode), last-holder-gone,
+ *              drain and RELEASE
+ *   ops.c      the request handlers
+ */
+#ifndef PVC_FRONTD_H
+#define PVC_FRONTD_H
+
+#include "pvc/frontd_proto.h"
+#include "pvc/loop.h"
+#include "pvc/platform.h"
+#include "pvc/ring.h"
+#include "pvc/xenbus.h"
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <uthash.h>
+
+#define FRONTD_DEFAULT_ORDER 6u
+#define FRONTD_DEFAULT_POOL 4u
+#define FRONTD_MAX_POOL 256u
+#define FRONTD_MAX_SOCKS_PER_CLIENT 4096u
+#define FRONTD_DRAIN_TIMEOUT_MS 30000
+#define FRONTD_CONNECT_TIMEOUT_MS 10000
+#define FRONTD_CMD_SLOTS 32u
+/* ACCEPT may wait for ever: it gets at most this many slots, so that
+ * short commands always find one. */
+#define FRONTD_ACCEPT_SLOTS 24u
+/* fds in one reply: token, ring, state page, channel. */
+#define FRONTD_MAX_REPLY_FDS (3 + PVC_HANDOFF_MAX_FDS)
+
+struct frontd_cfg {
+    enum pvc_platform_kind platform;
+    const char *sim_dir;
+    int domid;              /* sim: -1 = PVC_SIM_DOMID or 1 */
+    const char *device;
+    char sock_path[PATH_MAX];
+    unsigned order;         /* default ring order for new sockets */
+    unsigned pool;          /* rings kept ready */
+    int ready_fd;
+};
+
+/* Parse argv into cfg; 0, 1 (--help printed), or -1 with a message. */
+int frontd_parse_args(int argc, char **argv, struct frontd_cfg *cfg,
+                      char *err, size_t errlen);
+void frontd_usage(const char *prog, FILE *out);
+
+/* A data ring: indexes page + 2^order data pages in one share, and the
+ * socket's event channel. */
+struct fd_ring {
+    void *pages;
+    unsigned order;
+    unsigned npages;
+    struct pvc_evtchn *evtchn;
+    struct pvc_watch watch;  /* on evtchn while draining */
+    pvc_gref_t refs[];       /* [0] the indexes page */
+};
+
+struct fd_client;
+struct fd_sock;
+struct fd_cmd;
+struct frontd;
+
+typedef void (*fd_cmd_done)(struct frontd *d, struct fd_cmd *c,
+                            const union xen_pvcalls_sring_entry *rsp);
+
+/* A command for the backend, queued or in flight. */
+struct fd_cmd {
+    uint32_t req_id;
+    struct xen_pvcalls_request req;
+    fd_cmd_done done;
+    uint32_t op;              /* the client's PVC_FD_* call */
+    struct fd_client *client; /* the call it answers; NULL once gone */
+    struct fd_sock *sock;     /* holds sock->pending while in flight */
+    struct fd_ring *ring;     /* CONNECT/ACCEPT/RELEASE: the ring */
+    int state_fd;             /* CONNECT/ACCEPT/RELEASE: the state page */
+    int domain;               /* SOCKET/ACCEPT: the new socket's family */
+    struct fd_cmd *next;      /* FIFO */
+    UT_hash_handle hh;        /* by req_id, while in flight */
+};
+
+struct fd_client {
+    struct frontd *d;
+    int fd;
+    struct pvc_watch watch;
+    struct fd_cmd *call;      /* the call in progress, if any */
+    unsigned nsocks;          /* sockets it created that are still open */
+    struct fd_client *prev, *next;
+};
+
+struct fd_sock {
+    struct frontd *d;
+    uint64_t ino;             /* the app-visible token's inode (key) */
+    uint64_t id;              /* PV Calls socket id */
+    int domain;
+    int token;                /* our end of the token socketpair */
+    struct pvc_watch watch;   /* HUP on token: last holder gone */
+    struct fd_ring *ring;     /* connected / accepted sockets */
+    int state_fd;
+    struct fd_client *owner;  /* for the per-client limit */
+    unsigned pending;         /* commands in flight on it (not ACCEPT) */
+    bool connecting, connected, bound, listening;
+    bool gone;                /* last holder gone */
+    bool draining;
+    bool dead;                /* the backend that knew it went away */
+    int64_t drain_deadline;
+    struct fd_sock *dprev, *dnext; /* draining list */
+    UT_hash_handle hh;
+};
+
+struct frontd {
+    struct frontd_cfg cfg;
+    struct pvc_loop *loop;
+    struct pvc_platform *plat;
+    struct xs_handle *xs;
+    struct pvc_xb_front fe;
+    bool connected;           /* command ring up */
+    bool ever_connected;
+    char fe_path[PVC_XB_PATH_MAX];
+    char be_path[PVC_XB_PATH_MAX];
+    bool be_watch;            /* our own watch while disconnected */
+    unsigned order;           /* default order, clamped to the backend's */
+    bool stop;
+    int sig_fd, listen_fd;
+    struct pvc_watch sig_watch, xs_watch, cmd_watch, listen_watch;
+
+    /* cmdq.c */
+    struct fd_cmd *inflight;  /* by req_id */
+    unsigned ninflight;
+    unsigned naccepts;        /* ACCEPTs among them */
+    struct fd_cmd *queue_head, *queue_tail;      /* short commands */
+    struct fd_cmd *accepts_head, *accepts_tail;  /* waiting ACCEPTs */
+    uint32_t next_req_id;
+
+    /* pool.c */
+    struct fd_ring *pool[FRONTD_MAX_POOL];
+    unsigned pool_n;
+
+    /* sockets.c */
+    struct fd_sock *socks;    /* by ino */
+    struct fd_sock *draining;
+    uint64_t next_sock_id;
+
+    struct fd_client *clients;
+};
+
+/* backend.c */
+int frontd_backend_start(struct frontd *d);
+void frontd_backend_stop(struct frontd *d);
+/* The backend left Connected (or cannot be reached): reset every ring,
+ * fail every command, then wait for the backend to come back. */
+void frontd_backend_lost(struct frontd *d);
+
+/* cmdq.c */
+struct fd_cmd *cmd_new(uint32_t cmd, fd_cmd_done done);
+/* Queue or send c; its done() runs exactly once (a synthesized error if
+ * the backend is lost). */
+void cmd_submit(struct frontd *d, struct fd_cmd *c);
+/* The command channel fired: take every response. */
+void cmd_process(struct frontd *d);
+/* Answer every queued and in-flight command with err. */
+void cmd_fail_all(struct frontd *d, int32_t err);
+/* A client went away: its pending call's result goes nowhere. */
+void cmd_forget_client(struct frontd *d, struct fd_client *cl);
+
+/* pool.c */
+struct fd_ring *pool_take(struct frontd *d, unsigned order);
+void pool_refill(struct frontd *d);
+void pool_flush(struct frontd *d);
+void ring_free(struct frontd *d, struct fd_ring *r);
+/* A fresh state page (struct pvc_sock_shared) as a memfd, or -1. */
+int state_page_new(void);
+
+/* clients.c */
+int clients_listen(struct frontd *d);
+void clients_close_all(struct frontd *d);
+/* Answer the client's call (rsp->op set by the caller); fds are sent,
+ * not closed.  A client that cannot take the answer is dropped. */
+void client_reply(struct frontd *d, struct fd_client *cl,
+                  struct pvc_fd_rsp *rsp, const int *fds, unsigned nfds);
+void client_reply_err(struct frontd *d, struct fd_client *cl, uint32_t op,
+                      int32_t err);
+
+/* sockets.c */
+/* A new socket with a fresh token pair; *client_end is the app's end. */
+struct fd_sock *sock_new(struct frontd *d, uint64_t id, int domain,
+                         int *client_end);
+struct fd_sock *sock_find(struct frontd *d, uint64_t ino);
+/* The command on s finished (pending--): go on releasing if due. */
+void sock_cmd_done(struct frontd *d, struct fd_sock *s);
+/* RELEASE a backend socket that no token names (a result nobody took). */
+void sock_release_orphan(struct frontd *d, uint64_t id, struct fd_ring *r,
+                         int state_fd);
+/* Backend lost: every ring gets -ECONNRESET and a wake-up. */
+void socks_backend_lost(struct frontd *d);
+/* Drain deadlines: ms until the next one (-1: none); release expired. */
+int socks_next_timeout(struct frontd *d);
+void socks_expire(struct frontd *d);
+void socks_close_all(struct frontd *d);
+void sock_client_gone(struct frontd *d, struct fd_client *cl);
+
+/* ops.c */
+/* Handle one well-formed request; tokfd is the received token fd or -1
+ * (owned by the handler). */
+void ops_dispatch(struct frontd *d, struct fd_client *cl,
+                  const struct pvc_fd_req *req, int tokfd);
+
+int64_t frontd_now_ms(void);
+
+#endif

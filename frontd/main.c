@@ -1,0 +1,154 @@
+/*
+ * pvcalls-frontd: the PV Calls guest daemon (see frontd/frontd.h and
+ * include/pvc/frontd_proto.h).
+ *
+ * One thread, one epoll loop: SIGTERM/SIGINT through a signalfd, the
+ * xenstore watch, the command channel, the listening socket, each client
+ * connection, each socket's token (and, while it drains, its channel).
+ * Idle, it sleeps in epoll_wait; the only timeout is the nearest drain
+ * deadline.
+ */
+#include "frontd.h"
+
+#include "pvc/log.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <time.h>
+#include <unistd.h>
+
+int64_t frontd_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void on_signal(void *ctx, uint32_t events)
+{
+    struct frontd *d = ctx;
+    struct signalfd_siginfo si;
+    (void)events;
+    while (read(d->sig_fd, &si, sizeof(si)) == sizeof(si)) {
+        pvc_info("signal %u: shutting down", si.ssi_signo);
+        d->stop = true;
+    }
+}
+
+static int signals_setup(struct frontd *d)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
+        return -1;
+    signal(SIGPIPE, SIG_IGN);
+    d->sig_fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (d->sig_fd < 0)
+        return -1;
+    return pvc_loop_add(d->loop, &d->sig_watch, d->sig_fd, EPOLLIN,
+                        on_signal, d);
+}
+
+/* Several fds per socket (token, ring, state page, channel): take all
+ * the descriptors the hard limit allows. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+static void signal_ready(struct frontd *d)
+{
+    int fd = d->cfg.ready_fd;
+    if (fd < 0)
+        return;
+    static const char msg[] = "ready\n";
+    if (write(fd, msg, sizeof(msg) - 1) != (ssize_t)sizeof(msg) - 1)
+        pvc_warn("--ready-fd %d: %s", fd, strerror(errno));
+    close(fd);
+}
+
+static int frontd_start(struct frontd *d)
+{
+    struct pvc_platform_opts popts = {
+        .kind = d->cfg.platform,
+        .sim_domid = d->cfg.domid,
+        .sim_dir = d->cfg.sim_dir,
+    };
+    d->loop = pvc_loop_new();
+    if (!d->loop || signals_setup(d) < 0) {
+        pvc_err("event loop: %s", strerror(errno));
+        return -1;
+    }
+    d->plat = pvc_platform_open(&popts);
+    if (!d->plat) {
+        pvc_err("platform: %s", strerror(errno));
+        return -1;
+    }
+    if (frontd_backend_start(d) < 0) {
+        pvc_err("connecting %s: %s", d->cfg.device, strerror(errno));
+        return -1;
+    }
+    if (clients_listen(d) < 0) {
+        pvc_err("listening on %s: %s", d->cfg.sock_path, strerror(errno));
+        return -1;
+    }
+    pvc_info("serving on %s (%s platform, domain %u)", d->cfg.sock_path,
+             pvc_platform_name(d->plat), pvc_platform_domid(d->plat));
+    return 0;
+}
+
+static void frontd_stop(struct frontd *d)
+{
+    if (d->loop) {
+        clients_close_all(d);
+        socks_close_all(d);
+    }
+    frontd_backend_stop(d);
+    pool_flush(d);
+    pvc_loop_free(d->loop); /* runs the deferred frees */
+    if (d->sig_fd >= 0)
+        close(d->sig_fd);
+    if (d->plat)
+        pvc_platform_close(d->plat);
+}
+
+int main(int argc, char **argv)
+{
+    struct frontd d = { .sig_fd = -1, .listen_fd = -1 };
+    char err[200];
+    int rc = frontd_parse_args(argc, argv, &d.cfg, err, sizeof(err));
+    if (rc != 0) {
+        if (rc < 0)
+            fprintf(stderr, "%s: %s\n", argv[0], err);
+        return rc < 0 ? 2 : 0;
+    }
+    raise_fd_limit();
+    int status = 0;
+    if (frontd_start(&d) < 0) {
+        status = 1;
+    } else {
+        signal_ready(&d);
+        while (!d.stop) {
+            if (pvc_loop_run_once(d.loop, socks_next_timeout(&d)) < 0) {
+                pvc_err("epoll: %s", strerror(errno));
+                status = 1;
+                break;
+            }
+            socks_expire(&d);
+            pool_refill(&d);
+        }
+    }
+    frontd_stop(&d);
+    return status;
+}

@@ -1,0 +1,162 @@
+/*
+ * The managed socket object: what the daemon handed us for one token.
+ */
+#include "shim.h"
+
+#include "pvc/ext.h"
+#include "pvc/log.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#define PAGE 4096u
+
+static void sock_release(struct fdt_obj *obj)
+{
+    struct shim_sock *s = (struct shim_sock *)obj;
+    int saved = errno;
+    if (s->ring_map)
+        munmap(s->ring_map, s->ring_len);
+    if (s->shared)
+        munmap(s->shared, PAGE);
+    if (s->evt)
+        pvc_evtchn_close(s->evt);
+    free(s);
+    errno = saved;
+}
+
+void shim_sock_setup(void)
+{
+    fdt_set_release(sock_release);
+}
+
+struct shim_sock *shim_sock_new(uint64_t ino, int domain)
+{
+    struct shim_sock *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    atomic_init(&s->head.refs, 1);
+    s->ino = ino;
+    s->domain = domain;
+    atomic_init(&s->state, SHIM_CREATED);
+    s->evt_fd = -1;
+    return s;
+}
+
+int shim_family_check(int domain)
+{
+    uint32_t ext, max_order;
+    int err = shim_daemon_hello(&ext, &max_order);
+    if (err)
+        return err;
+    if (domain == AF_INET6 && !(ext & PVC_EXT_IPV6))
+        return -EAFNOSUPPORT;
+    return 0;
+}
+
+static void close_fds(int *fds, int from, int to)
+{
+    for (int i = from; i < to; i++)
+        if (fds[i] >= 0) {
+            REAL(close)(fds[i]);
+            fds[i] = -1;
+        }
+}
+
+static int map_ring(struct shim_sock *s, const struct pvc_fd_rsp *rsp,
+                    int fd)
+{
+    if (rsp->order < 1 || rsp->order > PVC_MAX_RING_ORDER)
+        return -EPROTO;
+    struct pvc_grant_handoff h = {
+        .kind = (enum pvc_platform_kind)rsp->evt_kind, .fd = fd,
+        .offset = rsp->ring_offset, .npages = 1u + (1u << rsp->order),
+    };
+    void *base = pvc_grant_adopt(&h);
+    if (!base)
+        return -errno;
+    struct pvcalls_data_intf *intf = base;
+    if (__atomic_load_n(&intf->ring_order, __ATOMIC_RELAXED) != rsp->order) {
+        munmap(base, (size_t)h.npages * PAGE);
+        return -EPROTO;
+    }
+    s->ring_map = base;
+    s->ring_len = (size_t)h.npages * PAGE;
+    pvc_data_ring_attach(&s->ring, base, (unsigned char *)base + PAGE,
+                         rsp->order, PVC_SIDE_FRONT);
+    return 0;
+}
+
+int shim_sock_attach(struct shim_sock *s, const struct pvc_fd_rsp *rsp,
+                     int *fds, int nfds, int first)
+{
+    int err = 0;
+    if (rsp->evt_nfds < 1 || rsp->evt_nfds > PVC_HANDOFF_MAX_FDS ||
+        nfds < first + 2 + (int)rsp->evt_nfds) {
+        err = -EPROTO;
+        goto out;
+    }
+    err = map_ring(s, rsp, fds[first]);
+    if (err)
+        goto out;
+    void *page = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED,
+                      fds[first + 1], 0);
+    if (page == MAP_FAILED) {
+        err = -errno;
+        goto out;
+    }
+    s->shared = page;
+    struct pvc_evtchn_handoff eh = {
+        .kind = (enum pvc_platform_kind)rsp->evt_kind,
+        .port = rsp->evt_port, .nfds = (int)rsp->evt_nfds,
+    };
+    for (int i = 0; i < eh.nfds; i++) {
+        eh.fds[i] = fds[first + 2 + i];
+        fds[first + 2 + i] = -1; /* adopt owns them, even on failure */
+    }
+    s->evt = pvc_evtchn_adopt(&eh);
+    if (!s->evt) {
+        err = -errno;
+        goto out;
+    }
+    s->evt_fd = pvc_evtchn_fd(s->evt);
+out:
+    close_fds(fds, first, nfds);
+    return err;
+}
+
+/* A holder that died inside the critical section left the ring indexes
+ * consistent (they are only ever published whole), so recovery is just
+ * marking the mutex consistent. */
+static void robust_lock(pthread_mutex_t *m)
+{
+    int r = pthread_mutex_lock(m);
+    if (r == EOWNERDEAD)
+        pthread_mutex_consistent(m);
+}
+
+void shim_lock_rx(struct shim_sock *s)
+{
+    robust_lock(&s->shared->rx_lock);
+    pvc_data_ring_resync_rx(&s->ring);
+}
+
+void shim_unlock_rx(struct shim_sock *s)
+{
+    pthread_mutex_unlock(&s->shared->rx_lock);
+}
+
+void shim_lock_tx(struct shim_sock *s)
+{
+    robust_lock(&s->shared->tx_lock);
+    pvc_data_ring_resync_tx(&s->ring);
+}
+
+void shim_unlock_tx(struct shim_sock *s)
+{
+    pthread_mutex_unlock(&s->shared->tx_lock);
+}

@@ -1,0 +1,58 @@
+/*
+ * Copies between the shim's memory (ring pages, our stack) and memory the
+ * application named.  A native socket call given a bad pointer returns
+ * EFAULT (or a short count), and the shim must too instead of crashing
+ * inside memcpy.  We let the kernel do the copy: process_vm_readv/writev
+ * on our own pid copies with the kernel's fault handling, stops at the
+ * first bad page and reports what it copied, at memcpy speed for the big
+ * copies of the data path (one syscall per ring segment pair, next to the
+ * notify syscall each call makes anyway).  Where a seccomp policy forbids
+ * those syscalls (EPERM/ENOSYS) we fall back to a plain memcpy: then a bad
+ * pointer crashes as it would in any library call.
+ */
+#include "shim.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+static atomic_int vm_broken; /* process_vm_* refused: use memcpy */
+
+static ssize_t vm_copy(void *dst, const void *src, size_t len, bool to_user)
+{
+    if (len == 0)
+        return 0;
+    if (!atomic_load_explicit(&vm_broken, memory_order_relaxed)) {
+        struct iovec local, remote;
+        ssize_t n;
+        if (to_user) {
+            local = (struct iovec){ (void *)src, len };
+            remote = (struct iovec){ dst, len };
+            n = process_vm_writev(getpid(), &local, 1, &remote, 1, 0);
+        } else {
+            local = (struct iovec){ dst, len };
+            remote = (struct iovec){ (void *)src, len };
+            n = process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
+        }
+        if (n > 0)
+            return n;
+        if (n == 0 || errno == EFAULT)
+            return -EFAULT;
+        if (errno != EPERM && errno != ENOSYS)
+            return -errno;
+        atomic_store(&vm_broken, 1);
+    }
+    memcpy(dst, src, len);
+    return (ssize_t)len;
+}
+
+ssize_t shim_copy_from_user(void *dst, const void *usrc, size_t len)
+{
+    return vm_copy(dst, usrc, len, false);
+}
+
+ssize_t shim_copy_to_user(void *udst, const void *src, size_t len)
+{
+    return vm_copy(udst, src, len, true);
+}
