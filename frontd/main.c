@@ -110,11 +110,14 @@ static int frontd_start(struct frontd *d)
 
 static void frontd_stop(struct frontd *d)
 {
+    d->stop = true;
     if (d->loop) {
         clients_close_all(d);
         socks_close_all(d);
     }
     frontd_backend_stop(d);
+    /* Sockets whose commands were in flight: finished by now. */
+    socks_close_all(d);
     pool_flush(d);
     pvc_loop_free(d->loop); /* runs the deferred frees */
     if (d->sig_fd >= 0)

@@ -119,7 +119,7 @@ static void sock_try_release(struct frontd *d, struct fd_sock *s)
 {
     if (!s->gone || s->pending > 0)
         return;
-    if (s->ring && !s->dead && !out_drained(s->ring) &&
+    if (s->ring && !s->dead && !d->stop && !out_drained(s->ring) &&
         (!s->draining || frontd_now_ms() < s->drain_deadline)) {
         if (!s->draining) {
             s->draining = true;
@@ -133,7 +133,7 @@ static void sock_try_release(struct frontd *d, struct fd_sock *s)
         }
         return;
     }
-    if (s->draining && !out_drained(s->ring))
+    if (s->draining && !d->stop && !out_drained(s->ring))
         pvc_warn("socket %llu: out ring not drained after %d ms, "
                  "releasing anyway", (unsigned long long)s->id,
                  FRONTD_DRAIN_TIMEOUT_MS);
@@ -146,8 +146,10 @@ static void on_token(void *ctx, uint32_t events)
 {
     struct fd_sock *s = ctx;
     struct frontd *d = s->d;
-    (void)events;
-    /* Nothing is ever sent on a token: any event is the hang-up. */
+    /* EPOLLHUP only: the app's end is gone from every process.  (A
+     * shutdown() that bypassed the shim raises RDHUP/IN, not HUP.) */
+    if (!(events & (EPOLLHUP | EPOLLERR)))
+        return;
     pvc_loop_del(d->loop, &s->watch);
     close(s->token);
     s->token = -1;
@@ -168,10 +170,13 @@ struct fd_sock *sock_new(struct frontd *d, uint64_t id, int domain,
         free(s);
         return NULL;
     }
+    /* Our end refuses data: an app that writes to its socket without the
+     * shim (a static binary, a raw syscall) gets EPIPE, never a silent
+     * success.  Only the receive side: shutting our send side too would
+     * make our end report HUP at once. */
     struct stat st;
-    if (fstat(sv[1], &st) < 0 ||
-        pvc_loop_add(d->loop, &s->watch, sv[0], EPOLLRDHUP | EPOLLHUP,
-                     on_token, s) < 0) {
+    if (shutdown(sv[0], SHUT_RD) < 0 || fstat(sv[1], &st) < 0 ||
+        pvc_loop_add(d->loop, &s->watch, sv[0], EPOLLHUP, on_token, s) < 0) {
         int err = errno;
         close(sv[0]);
         close(sv[1]);
@@ -264,18 +269,20 @@ void socks_expire(struct frontd *d)
             sock_try_release(d, s);
 }
 
-/* Daemon shutdown: RELEASE what is open (the answers are not awaited:
- * the xenbus close that follows makes the backend drop everything). */
+/* Daemon shutdown (d->stop is set): RELEASE what is open, without
+ * waiting for rings to drain.  A socket with a command in flight is
+ * finished by that command's completion (an answer, or the -ENETDOWN
+ * the shutdown gives every command left), never freed under it. */
 void socks_close_all(struct frontd *d)
 {
     struct fd_sock *s, *tmp;
     HASH_ITER(hh, d->socks, s, tmp) {
-        s->gone = true;
-        s->pending = 0;
-        if (s->draining) {
-            DL_DELETE2(d->draining, s, dprev, dnext);
-            s->draining = false;
+        if (s->token >= 0) {
+            pvc_loop_del(d->loop, &s->watch);
+            close(s->token);
+            s->token = -1;
         }
-        sock_finish(d, s);
+        s->gone = true;
+        sock_try_release(d, s);
     }
 }

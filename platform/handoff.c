@@ -256,21 +256,35 @@ static struct pvc_evtchn *xen_adopt(const struct pvc_evtchn_handoff *h)
     return ch;
 }
 
+/* The fds are ours from the call on, even when adopting fails: the
+ * caller never has to know which ones were consumed. */
 struct pvc_evtchn *pvc_evtchn_adopt(const struct pvc_evtchn_handoff *h)
 {
     if (!h) {
         errno = EINVAL;
         return NULL;
     }
+    struct pvc_evtchn *ch;
     switch (h->kind) {
     case PVC_PLATFORM_SIM:
-        return sim_adopt(h);
+        ch = sim_adopt(h);
+        break;
     case PVC_PLATFORM_XEN:
-        return xen_adopt(h);
+        ch = xen_adopt(h);
+        break;
     default:
         errno = EINVAL;
-        return NULL;
+        ch = NULL;
+        break;
     }
+    if (!ch) {
+        int err = errno;
+        for (int i = 0; i < h->nfds && i < PVC_HANDOFF_MAX_FDS; i++)
+            if (h->fds[i] >= 0)
+                close(h->fds[i]);
+        errno = err;
+    }
+    return ch;
 }
 
 /* ---- pages --------------------------------------------------------- */

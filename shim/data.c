@@ -243,3 +243,44 @@ long shim_rx_ready(struct shim_sock *s)
     shim_unlock_rx(s);
     return avail < 0 ? 0 : avail;
 }
+
+short shim_poll_mask(struct shim_sock *s, int fd, short events)
+{
+    short m = 0;
+    int st = atomic_load(&s->state);
+    if (st == SHIM_LISTENING) {
+        /* Whether a connection waits is the daemon's to know (next
+         * issue).  A blocking listener is reported readable, so that
+         * poll-then-accept servers work (accept then blocks until one
+         * arrives); a non-blocking one never, since its accept would only
+         * say EAGAIN. */
+        m = shim_fd_nonblock(fd) ? 0 : POLLIN | POLLRDNORM;
+    } else if (st == SHIM_CREATED || st == SHIM_BOUND) {
+        m = POLLOUT | POLLWRNORM | POLLHUP; /* as Linux's tcp_poll */
+    } else if (st == SHIM_CONNECTED) {
+        struct iovec ring[2];
+        shim_lock_rx(s);
+        long avail = pvc_ring_rx_iov(&s->ring, ring);
+        shim_unlock_rx(s);
+        shim_lock_tx(s);
+        long space = pvc_ring_tx_iov(&s->ring, ring);
+        shim_unlock_tx(s);
+        int32_t in_err = pvc_ring_in_error(&s->ring);
+        int32_t out_err = pvc_ring_out_error(&s->ring);
+        bool rd_shut = __atomic_load_n(&s->shared->shut_rd, __ATOMIC_ACQUIRE);
+        bool wr_shut = __atomic_load_n(&s->shared->shut_wr, __ATOMIC_ACQUIRE);
+        bool rd_eof = rd_shut || in_err == -ENOTCONN;
+        bool wr_dead = wr_shut || out_err < 0;
+        if (avail != 0 || in_err != 0 || rd_shut)
+            m |= POLLIN | POLLRDNORM;
+        if (rd_eof)
+            m |= POLLRDHUP;
+        if ((in_err < 0 && in_err != -ENOTCONN) || avail < 0 || space < 0)
+            m |= POLLERR | POLLHUP;
+        if (space != 0 || wr_dead)
+            m |= POLLOUT | POLLWRNORM;
+        if (rd_eof && wr_dead)
+            m |= POLLHUP;
+    }
+    return m & (events | POLLERR | POLLHUP | POLLNVAL);
+}

@@ -23,6 +23,12 @@ static atomic_int capacity;
 static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
 static void (*release_fn)(struct fdt_obj *);
 
+/* LeakSanitizer does not scan anonymous mappings: in a sanitizer build
+ * the table is registered as a root so that the sockets it holds at exit
+ * are not reported as leaks (weak: absent in normal builds). */
+extern void __lsan_register_root_region(const void *p, size_t size)
+    __attribute__((weak));
+
 void fdt_set_release(void (*release)(struct fdt_obj *))
 {
     release_fn = release;
@@ -62,6 +68,8 @@ static int ensure_table(void)
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED)
         return -1;
+    if (__lsan_register_root_region)
+        __lsan_register_root_region(p, want * sizeof(*table));
     table = p;
     atomic_store(&capacity, (int)want);
     return 0;

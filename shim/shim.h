@@ -14,6 +14,7 @@
  *              EINTR/SA_RESTART behaviour
  *   sig.c      sigaction/signal wrappers that record SA_RESTART
  *   data.c     the data path: ring send/receive with MSG_* semantics
+ *   poll.c     poll/ppoll/select/pselect over managed and native fds
  *   api_*.c    the interposed entry points
  */
 #ifndef PVC_SHIM_H
@@ -30,6 +31,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <sys/ioctl.h>
+#include <sys/select.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -76,7 +78,12 @@
     X(int, dup3, (int, int, int))                                           \
     X(int, fclose, (FILE *))                                                \
     X(int, sigaction, (int, const struct sigaction *, struct sigaction *))  \
-    X(int, poll, (struct pollfd *, nfds_t, int))
+    X(int, poll, (struct pollfd *, nfds_t, int))                            \
+    X(int, ppoll, (struct pollfd *, nfds_t, const struct timespec *,        \
+                   const sigset_t *))                                       \
+    X(int, select, (int, fd_set *, fd_set *, fd_set *, struct timeval *))   \
+    X(int, pselect, (int, fd_set *, fd_set *, fd_set *,                     \
+                     const struct timespec *, const sigset_t *))
 
 struct shim_real {
 #define SHIM_REAL_FIELD(ret, name, args) ret(*name) args;
@@ -230,6 +237,9 @@ ssize_t shim_recv_iov(struct shim_sock *s, int fd, const struct iovec *iov,
                       int iovcnt, int flags);
 /* Bytes ready to read (FIONREAD). */
 long shim_rx_ready(struct shim_sock *s);
+/* poll(2) revents of a managed socket for the given events (always
+ * including POLLERR/POLLHUP as the kernel does). */
+short shim_poll_mask(struct shim_sock *s, int fd, short events);
 /* Is fd's open file O_NONBLOCK?  (The token's own flags are the truth.) */
 bool shim_fd_nonblock(int fd);
 

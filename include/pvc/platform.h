@@ -152,8 +152,8 @@ void *pvc_grant_adopt(const struct pvc_grant_handoff *h);
 
 /* New fds (CLOEXEC, owned by the caller) for one channel. */
 int pvc_evtchn_handoff(struct pvc_evtchn *ch, struct pvc_evtchn_handoff *out);
-/* A channel object over received fds (takes ownership of them); needs no
- * platform handle.  pvc_evtchn_close() on it closes the fds only: the
+/* A channel object over received fds (takes ownership of them, closing
+ * them if it fails); needs no platform handle.  pvc_evtchn_close() on it closes the fds only: the
  * channel stays bound for its other holders (the daemon unbinds it). */
 struct pvc_evtchn *pvc_evtchn_adopt(const struct pvc_evtchn_handoff *h);
 

@@ -396,6 +396,13 @@ Test(frontd, bad_tokens_and_states)
     cr_assert_eq(fs_socket(e.conn, AF_INET, &s), 0);
     cr_assert_eq(fs_socket(e.conn, AF_INET, &other), 0);
 
+    /* Bypassing the shim fails visibly: the token takes no data. */
+    errno = 0;
+    cr_assert_eq(send(s.tok, "x", 1, MSG_NOSIGNAL | MSG_DONTWAIT), -1);
+    cr_assert_eq(errno, EPIPE);
+    /* ... and a shutdown() that bypassed the shim releases nothing. */
+    cr_assert_eq(shutdown(other.tok, SHUT_WR), 0);
+
     /* No token, a token of another socket, a pipe. */
     struct pvc_fd_req req = sock_req(PVC_FD_LISTEN, &s);
     cr_assert_eq(fdc_call(e.conn, &req, -1, NULL, NULL, NULL), -EBADF);
@@ -430,6 +437,12 @@ Test(frontd, bad_tokens_and_states)
     struct sockaddr_storage a;
     socklen_t len = hn_loopback(AF_INET, hn_closed_port(AF_INET), &a);
     cr_assert_eq(fs_connect(e.conn, &s, &a, len), -ECONNREFUSED);
+    /* (PV Calls listens only on a bound socket: the backend's -EINVAL,
+     * not the daemon's -EBADF for a socket it no longer knows.) */
+    struct pvc_fd_req lreq = sock_req(PVC_FD_LISTEN, &other);
+    int32_t lret = fdc_call(e.conn, &lreq, other.tok, NULL, NULL, NULL);
+    cr_assert_eq(lret, -EINVAL, "the half-shut socket is still ours: %d",
+                 lret);
     fs_close(&s);
     fs_close(&other);
     struct audit_q rel = { .cmd = "release", .dom = 1 };
@@ -796,4 +809,173 @@ Test(frontd, backend_restart_resets_rings_and_recovers)
     cr_assert_eq(h_audit_wait(e.h, &rel, 1, IO_TIMEOUT_MS), 1);
     hn_server_stop(srv);
     env_stop(&e);
+}
+
+/* Fill the out ring until the backend stops taking bytes (its host
+ * socket is full): returns the bytes written, all of stream seed. */
+static uint64_t fill_until_stuck(struct fsock *s, struct hn_stream *st,
+                                 uint64_t *hash)
+{
+    uint64_t total = 0;
+    static unsigned char chunk[16384];
+    for (;;) {
+        struct iovec iov[2];
+        long room = pvc_ring_tx_iov(&s->ring, iov);
+        cr_assert_geq(room, 0);
+        if (room == 0) {
+            /* No progress for 500 ms: the backend's socket is full. */
+            struct pollfd p = { .fd = pvc_evtchn_fd(s->ch), .events = POLLIN };
+            if (poll(&p, 1, 500) == 0)
+                return total;
+            pvc_evtchn_ack(s->ch);
+            continue;
+        }
+        size_t n = (size_t)room < sizeof(chunk) ? (size_t)room : sizeof(chunk);
+        hn_stream_fill(st, chunk, n);
+        *hash = hn_fnv1a(*hash, chunk, n);
+        cr_assert_eq(pvc_ring_tx_copy(&s->ring, chunk, n), (long)n);
+        pvc_evtchn_notify(s->ch);
+        total += n;
+    }
+}
+
+Test(frontd, last_holder_gone_waits_for_the_out_ring_to_drain)
+{
+    struct env e;
+    env_start(&e, NULL);
+    struct hn_server *srv = hn_server_start(&(struct hn_server_cfg){
+        .mode = HN_SINK, .gated = true, .rcvbuf = 4096 });
+    struct fsock s;
+    connected_socket(e.conn, srv, &s);
+    struct hn_stream st;
+    hn_stream_init(&st, 99);
+    uint64_t hash = HN_FNV_INIT;
+    uint64_t total = fill_until_stuck(&s, &st, &hash);
+    cr_assert(pvc_ring_tx_unconsumed(&s.ring) > 0, "the ring is not empty");
+
+    /* The last holder goes with bytes still in the ring: no RELEASE yet. */
+    fs_close(&s);
+    struct audit_q rel = { .cmd = "release", .dom = 1 };
+    cr_assert_eq(h_audit_wait(e.h, &rel, 1, 300), 0,
+                 "released before the out ring drained");
+    /* The host reads again: the ring drains, then the socket goes. */
+    hn_server_open_gate(srv);
+    cr_assert_eq(h_audit_wait(e.h, &rel, 1, IO_TIMEOUT_MS), 1);
+    cr_assert(hn_server_wait_done(srv, 1, IO_TIMEOUT_MS));
+    struct hn_conn_result res;
+    cr_assert(hn_server_result(srv, 0, &res));
+    cr_assert_eq(res.bytes_in, total, "%llu of %llu bytes arrived",
+                 (unsigned long long)res.bytes_in,
+                 (unsigned long long)total);
+    cr_assert_eq(res.hash_in, hash);
+    hn_server_stop(srv);
+    env_stop(&e);
+}
+
+Test(frontd, ipv6_through_the_extension)
+{
+    if (!hn_have_ipv6_loopback())
+        h_skip("no ::1 on this host");
+    struct env e;
+    env_start(&e, NULL);
+    struct hn_server *srv = hn_server_start(&(struct hn_server_cfg){
+        .mode = HN_ECHO, .family = AF_INET6 });
+    struct fsock s;
+    cr_assert_eq(fs_socket(e.conn, AF_INET6, &s), 0);
+    struct sockaddr_storage a;
+    socklen_t len = hn_server_addr(srv, &a);
+    /* An IPv4 address on an IPv6 socket is refused locally. */
+    struct sockaddr_storage a4;
+    socklen_t len4 = hn_loopback(AF_INET, hn_server_port(srv), &a4);
+    cr_assert_eq(fs_connect(e.conn, &s, &a4, len4), -EAFNOSUPPORT);
+    cr_assert_eq(fs_connect(e.conn, &s, &a, len), 0);
+    char buf[4] = { 0 };
+    cr_assert_eq(fs_write(&s, "v6!", 3), 3);
+    cr_assert_eq(fs_read_full(&s, buf, 3), 3);
+    cr_assert_str_eq(buf, "v6!");
+    fs_close(&s);
+    hn_server_stop(srv);
+    env_stop(&e);
+}
+
+Test(frontd, v1_backend_gets_local_answers)
+{
+    struct env e;
+    env_start(&e, &(struct h_opts){ .backd_args = { "--ext", "none" } });
+    struct pvc_fd_req req = { .op = PVC_FD_HELLO,
+                              .version = PVC_FD_PROTO_VERSION };
+    struct pvc_fd_rsp rsp;
+    cr_assert_eq(fdc_call(e.conn, &req, -1, &rsp, NULL, NULL), 0);
+    cr_assert_eq(rsp.ext, 0);
+    struct fsock s6;
+    cr_assert_eq(fs_socket(e.conn, AF_INET6, &s6), -EAFNOSUPPORT);
+
+    struct hn_server *srv = echo_server();
+    struct fsock s;
+    connected_socket(e.conn, srv, &s);
+    req = sock_req(PVC_FD_SHUTDOWN, &s);
+    req.how = SHUT_WR;
+    cr_assert_eq(fdc_call(e.conn, &req, s.tok, NULL, NULL, NULL),
+                 -EOPNOTSUPP);
+    req = sock_req(PVC_FD_GETPEERNAME, &s);
+    cr_assert_eq(fdc_call(e.conn, &req, s.tok, NULL, NULL, NULL),
+                 -EOPNOTSUPP);
+    req = sock_req(PVC_FD_GETSOCKOPT, &s);
+    req.level = SOL_SOCKET;
+    req.optname = SO_KEEPALIVE;
+    req.optlen = 4;
+    cr_assert_eq(fdc_call(e.conn, &req, s.tok, NULL, NULL, NULL),
+                 -ENOPROTOOPT);
+    /* The data path does not care. */
+    char buf[3] = { 0 };
+    cr_assert_eq(fs_write(&s, "v1", 2), 2);
+    cr_assert_eq(fs_read_full(&s, buf, 2), 2);
+    cr_assert_str_eq(buf, "v1");
+    fs_close(&s);
+    hn_server_stop(srv);
+    env_stop(&e);
+}
+
+Test(frontd, sigterm_with_work_in_flight_exits_cleanly)
+{
+    struct env e;
+    env_start(&e, NULL);
+    struct hn_server *srv = hn_server_start(&(struct hn_server_cfg){
+        .mode = HN_SINK, .gated = true, .rcvbuf = 4096 });
+    /* A socket whose out ring cannot drain, whose holder is gone ... */
+    struct fsock s;
+    connected_socket(e.conn, srv, &s);
+    struct hn_stream st;
+    hn_stream_init(&st, 5);
+    uint64_t hash = HN_FNV_INIT;
+    fill_until_stuck(&s, &st, &hash);
+    fs_close(&s);
+    /* ... and an accept() waiting for a connection. */
+    int waiter = fdc_open(e.fd.sock);
+    struct fsock l;
+    listening_socket(waiter, &l, &(struct sockaddr_storage){ 0 });
+    struct pvc_fd_req req = sock_req(PVC_FD_ACCEPT, &l);
+    cr_assert_eq(send_with_fds(waiter, &req, sizeof(req), &l.tok, 1), 0);
+
+    int64_t t0 = now_ms();
+    h_frontd_stop(&e.fd); /* asserts exit 0, so no leak report either */
+    cr_assert_lt(now_ms() - t0, 10000, "shutdown waited for the drain");
+    struct pvc_fd_rsp rsp;
+    int rc = recv_reply(waiter, &rsp, NULL, NULL);
+    cr_assert(rc != 0 || rsp.ret < 0, "the accept did not succeed");
+    /* The listener was released; the stuck socket's RELEASE waits in the
+     * backend for its drain (the backend's rule), until the device
+     * closes: both host sockets are closed either way. */
+    struct audit_q rel = { .cmd = "release", .dom = 1 };
+    cr_assert_eq(h_audit_wait(e.h, &rel, 1, IO_TIMEOUT_MS), 1);
+    struct audit_q closed = { .event = "close", .dom = 1 };
+    cr_assert_eq(h_audit_wait(e.h, &closed, 2, IO_TIMEOUT_MS), 2);
+    struct audit_q gone = { .event = "device-disconnect", .dom = 1 };
+    cr_assert_eq(h_audit_wait(e.h, &gone, 1, IO_TIMEOUT_MS), 1);
+    close(waiter);
+    fs_close(&l);
+    close(e.conn);
+    hn_server_open_gate(srv);
+    hn_server_stop(srv);
+    h_stop(e.h);
 }

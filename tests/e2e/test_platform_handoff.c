@@ -11,6 +11,7 @@
 #include "pvc/platform.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -174,10 +175,17 @@ Test(handoff, bad_handoffs_are_refused, .fini = h_cleanup, .timeout = 60)
     struct pvc_grant_handoff bad = { .kind = PVC_PLATFORM_SIM, .fd = -1,
                                      .npages = 1 };
     cr_assert_null(pvc_grant_adopt(&bad));
+    /* A failed adoption still takes (closes) the fds it was given. */
+    int p[2];
+    cr_assert_eq(pipe(p), 0);
     struct pvc_evtchn_handoff beh = { .kind = PVC_PLATFORM_SIM, .nfds = 1,
-                                      .fds = { 0, -1 } };
+                                      .fds = { p[0], -1 } };
     cr_assert_null(pvc_evtchn_adopt(&beh));
-    beh.kind = 77;
+    cr_assert_eq(fcntl(p[0], F_GETFD), -1, "fd closed");
+    cr_assert_eq(pipe(p), 0);
+    beh = (struct pvc_evtchn_handoff){ .kind = 77, .nfds = 2,
+                                       .fds = { p[0], p[1] } };
     cr_assert_null(pvc_evtchn_adopt(&beh));
+    cr_assert_eq(fcntl(p[1], F_GETFD), -1, "fd closed");
     teardown_pair(&s);
 }
