@@ -99,8 +99,16 @@ static int publish(int token, struct shim_sock *s, int flags)
 
 int socket(int domain, int type, int protocol)
 {
-    if (shim_in_shim || !carried(domain, type, protocol))
+    if (shim_in_shim)
         return REAL(socket)(domain, type, protocol);
+    if (!carried(domain, type, protocol)) {
+        int fd = REAL(socket)(domain, type, protocol);
+        if (shim_log_enabled())
+            shim_log("socket(%d, %#x, %d) = %d: passed to libc (only TCP "
+                     "over IPv4/IPv6 is carried)", domain, (unsigned)type,
+                     protocol, fd);
+        return fd;
+    }
     int err = shim_family_check(domain);
     if (err == -EAFNOSUPPORT) {
         shim_log("socket(AF_INET6): passed nowhere: the backend has no "
@@ -371,6 +379,19 @@ int accept(int fd, struct sockaddr *addr, socklen_t *alen)
     return accept4(fd, addr, alen, 0);
 }
 
+/* Has the connection reached Linux's TCP_CLOSE (reset, or both FINs
+ * exchanged)?  shutdown and getpeername then say ENOTCONN. */
+static bool fully_closed(struct shim_sock *s)
+{
+    if (atomic_load(&s->state) != SHIM_CONNECTED)
+        return false;
+    int32_t in = pvc_ring_in_error(&s->ring);
+    if (in < 0 && in != -ENOTCONN)
+        return true;
+    return in == -ENOTCONN &&
+           __atomic_load_n(&s->shared->shut_wr, __ATOMIC_ACQUIRE);
+}
+
 int shutdown(int fd, int how)
 {
     struct shim_sock *s = shim_in_shim ? NULL : shim_sock_get(fd);
@@ -379,7 +400,8 @@ int shutdown(int fd, int how)
     int err = 0, st = atomic_load(&s->state);
     if (how < SHUT_RD || how > SHUT_RDWR)
         err = -EINVAL;
-    else if (st == SHIM_CREATED || st == SHIM_BOUND || st == SHIM_CONNECTING)
+    else if (st == SHIM_CREATED || st == SHIM_BOUND ||
+             st == SHIM_CONNECTING || fully_closed(s))
         err = -ENOTCONN;
     if (!err) {
         struct pvc_fd_req req = { .op = PVC_FD_SHUTDOWN, .how = how };
@@ -394,6 +416,11 @@ int shutdown(int fd, int how)
             __atomic_store_n(&s->shared->shut_rd, 1, __ATOMIC_RELEASE);
         if (how != SHUT_RD)
             __atomic_store_n(&s->shared->shut_wr, 1, __ATOMIC_RELEASE);
+        /* Threads blocked on this socket must see it (recv returns 0,
+         * send EPIPE): ring our own doorbell.  (Sim only for now.) */
+        int saved = errno;
+        pvc_evtchn_kick_local(s->evt);
+        errno = saved;
     }
     shim_log("shutdown(%d, %d) = %s", fd, how, err ? strerror(-err) : "0");
     shim_sock_put(s);
@@ -407,7 +434,7 @@ static int name_common(struct shim_sock *s, int fd, struct sockaddr *addr,
     struct pvc_fd_rsp rsp = { 0 };
     if (!alen) {
         err = -EFAULT;
-    } else if (peer && st != SHIM_CONNECTED) {
+    } else if (peer && (st != SHIM_CONNECTED || fully_closed(s))) {
         err = -ENOTCONN;
     } else if (!peer && st == SHIM_CREATED) {
         /* Unbound: the wildcard address and port 0, as Linux reports. */

@@ -3,7 +3,9 @@
  * PV Calls (tests/progs/shim_smoke): the simulated platform, the backend,
  * pvcalls-frontd, and the program run with LD_PRELOAD against a native
  * echo server on loopback.  The backend's audit log must show its
- * connect and, after it closed, the release.
+ * connect and, after it closed, the release.  tests/progs/shim_signals
+ * checks EINTR/SA_RESTART and SIGPIPE the same way, tests/progs/shim_fork
+ * a pre-fork server.
  */
 #include <criterion/criterion.h>
 
@@ -70,6 +72,8 @@ static int run_shim_prog(const struct harness *h, const struct h_frontd *fd,
 
 static void smoke(int family)
 {
+    if (family == AF_INET6 && !hn_have_ipv6_loopback())
+        h_skip("no IPv6 loopback on this host");
     struct harness *h = h_start(NULL);
     struct h_frontd fd;
     h_frontd_start(h, 1, NULL, &fd);
@@ -109,4 +113,62 @@ TestSuite(shim_smoke, .fini = h_cleanup, .timeout = 60);
 Test(shim_smoke, ipv4_echo_through_the_rings)
 {
     smoke(AF_INET);
+}
+
+Test(shim_smoke, ipv6_echo_through_the_rings)
+{
+    smoke(AF_INET6);
+}
+
+/* Blocking recv interrupted by a handler without SA_RESTART (EINTR),
+ * restarted with one, sigaction's view, SIGPIPE and MSG_NOSIGNAL. */
+Test(shim_smoke, signals_and_sigpipe_as_linux)
+{
+    struct harness *h = h_start(NULL);
+    struct h_frontd fd;
+    h_frontd_start(h, 1, NULL, &fd);
+    struct hn_server *srv =
+        hn_server_start(&(struct hn_server_cfg){ .mode = HN_ECHO });
+    char port[16];
+    snprintf(port, sizeof(port), "%u", hn_server_port(srv));
+    char *args[] = { (char *)"127.0.0.1", port, NULL };
+
+    int status = run_shim_prog(h, &fd, "shim_signals", args);
+    char why[64];
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+              "shim_signals: %s", proc_status_str(status, why, sizeof(why)));
+    struct audit_q conn = { .cmd = "connect", .dom = 1 };
+    cr_assert_eq(h_audit_wait(h, &conn, 1, AUDIT_TIMEOUT_MS), 1);
+
+    hn_server_stop(srv);
+    cr_assert(h_frontd_alive(&fd), "pvcalls-frontd died");
+    h_frontd_stop(&fd);
+    h_stop(h);
+}
+
+/* A pre-fork server under the shim: listen in the parent, accept in a
+ * forked worker after the parent closed its copy of the listener, the
+ * parent as the client: both ends cross PV Calls. */
+Test(shim_smoke, prefork_listen_accept_across_fork)
+{
+    struct harness *h = h_start(NULL);
+    struct h_frontd fd;
+    h_frontd_start(h, 1, NULL, &fd);
+    char *args[] = { NULL };
+
+    int status = run_shim_prog(h, &fd, "shim_fork", args);
+    char why[64];
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+              "shim_fork: %s", proc_status_str(status, why, sizeof(why)));
+    struct audit_q listen_q = { .cmd = "listen", .dom = 1 };
+    cr_assert_eq(h_audit_wait(h, &listen_q, 1, AUDIT_TIMEOUT_MS), 1);
+    struct audit_q accept_q = { .cmd = "accept", .dom = 1 };
+    cr_assert_geq(h_audit_wait(h, &accept_q, 1, AUDIT_TIMEOUT_MS), 1);
+    /* Listener, client and accepted socket: all released in the end. */
+    struct audit_q rel = { .cmd = "release", .dom = 1 };
+    cr_assert_eq(h_audit_wait(h, &rel, 3, AUDIT_TIMEOUT_MS), 3);
+
+    cr_assert(h_frontd_alive(&fd), "pvcalls-frontd died");
+    h_frontd_stop(&fd);
+    h_stop(h);
 }

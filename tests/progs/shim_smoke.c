@@ -2,17 +2,19 @@
  * A plain TCP client for the shim's smoke test: it knows nothing of PV
  * Calls.  Connects to an echo server at ADDR PORT (IPv4 or IPv6 literal),
  * sends LEN bytes of a pattern while reading the echo back, checks it
- * (also with MSG_PEEK, readv/writev, getpeername), half-closes and reads
- * to EOF, then closes.  Exit 0 on success; otherwise prints what failed.
+ * (also with MSG_PEEK, writev, getpeername, poll/select, MSG_DONTWAIT),
+ * half-closes and reads to EOF, then closes.  Exit 0 on success; otherwise prints what failed.
  *
  *   shim_smoke ADDR PORT [LEN]
  */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -116,10 +118,32 @@ int main(int argc, char **argv)
         return 1;
     }
 
+    /* An idle socket: poll times out, a non-blocking recv says EAGAIN,
+     * and it is writable. */
+    struct pollfd pfd = { .fd = fd, .events = POLLIN };
+    if (poll(&pfd, 1, 50) != 0)
+        return fail("poll on an idle socket did not time out");
+    char byte;
+    if (recv(fd, &byte, 1, MSG_DONTWAIT) != -1 || errno != EAGAIN)
+        return fail("recv MSG_DONTWAIT on an idle socket");
+    pfd.events = POLLOUT;
+    if (poll(&pfd, 1, 1000) != 1 || !(pfd.revents & POLLOUT))
+        return fail("poll POLLOUT");
+
     /* MSG_PEEK leaves the bytes for the next recv. */
     unsigned char peek[4], real[4];
     if (send(fd, "ping", 4, MSG_NOSIGNAL) != 4)
         return fail("send ping");
+    /* select, then poll, report the echo without consuming it. */
+    fd_set rd;
+    FD_ZERO(&rd);
+    FD_SET(fd, &rd);
+    struct timeval tv = { 5, 0 };
+    if (select(fd + 1, &rd, NULL, NULL, &tv) != 1 || !FD_ISSET(fd, &rd))
+        return fail("select for the echo");
+    pfd.events = POLLIN;
+    if (poll(&pfd, 1, -1) != 1 || !(pfd.revents & POLLIN))
+        return fail("poll for the echo");
     if (recv(fd, peek, 4, MSG_PEEK | MSG_WAITALL) <= 0)
         return fail("recv peek");
     if (recv(fd, real, 4, MSG_WAITALL) != 4)

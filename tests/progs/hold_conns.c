@@ -1,0 +1,44 @@
+/*
+ * hold_conns: open N TCP connections to 127.0.0.1:PORT, print "ready PID"
+ * once all are connected, then wait (forever) to be killed.  Used to check
+ * that the sockets of a SIGKILLed program are released.
+ *
+ *   hold_conns PORT N
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+int main(int argc, char **argv)
+{
+    if (argc != 3) {
+        fprintf(stderr, "usage: hold_conns PORT N\n");
+        return 2;
+    }
+    struct sockaddr_in a = { .sin_family = AF_INET,
+                             .sin_port = htons((unsigned short)atoi(argv[1])),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    int n = atoi(argv[2]);
+    for (int i = 0; i < n; i++) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
+            fprintf(stderr, "hold_conns: connection %d: %s\n", i,
+                    strerror(errno));
+            return 1;
+        }
+        /* Something in flight on each, so that release has data to drain. */
+        if (send(fd, "x", 1, 0) != 1) {
+            fprintf(stderr, "hold_conns: send %d: %s\n", i, strerror(errno));
+            return 1;
+        }
+    }
+    printf("ready %d\n", (int)getpid());
+    fflush(stdout);
+    for (;;)
+        pause();
+}
