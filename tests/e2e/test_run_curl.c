@@ -64,12 +64,28 @@ static void start_server(struct http_case *c, bool shim, struct rp_child *srv)
               "http.server did not start: \"%s\"", line);
 }
 
+/* curl deadlocks in setlocale() at start-up when libasan is preloaded
+ * into it (it does so without the shim too), so a sanitizer build, whose
+ * shim needs libasan preloaded, fetches with python3's urllib instead. */
+#ifdef __SANITIZE_ADDRESS__
+#define ASAN_SHIM true
+#else
+#define ASAN_SHIM false
+#endif
+
 static void fetch(struct http_case *c, bool shim)
 {
-    const char *prog[] = { "curl", "-sS", "-g", "-o", c->got, c->url, NULL };
+    const char *curl[] = { "curl", "-sS", "-g", "-o", c->got, c->url, NULL };
+    const char *urllib[] = {
+        "/usr/bin/python3", "-c",
+        "import sys, urllib.request; "
+        "urllib.request.urlretrieve(sys.argv[1], sys.argv[2])",
+        c->url, c->got, NULL,
+    };
+    const char *const *prog = shim && ASAN_SHIM ? urllib : curl;
     int status = shim ? rp_shim_run(c->e, NULL, prog, NULL, NULL, RUN_MS)
                       : rp_run(prog, NULL, NULL, RUN_MS);
-    rp_assert_exit(status, 0, "curl");
+    rp_assert_exit(status, 0, prog[0]);
     char want[65], got[65];
     rp_sha256(c->file, want);
     rp_sha256(c->got, got);

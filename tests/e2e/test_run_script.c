@@ -126,32 +126,6 @@ Test(run_script, keep_then_stop, .fini = rp_cleanup, .timeout = 60)
     rp_env_stop(e); /* pvcalls-run --stop */
 }
 
-/* Two concurrent pvcalls-run share the daemons; the last stops them. */
-Test(run_script, concurrent_runs_share, .fini = rp_cleanup, .timeout = 90)
-{
-    struct rp_env *e = rp_env_start(false);
-    /* The first one runs until we SIGTERM it (pvcalls-run passes it on). */
-    const char *hold[] = { "sh", "-c", "echo started; exec sleep 60", NULL };
-    const char *argv[RP_MAX_ARGS];
-    rp_shim_argv(e, false, NULL, hold, argv);
-    struct rp_child first;
-    rp_spawn(&first, argv, NULL, NULL, NULL);
-    char line[64];
-    cr_assert(rp_read_line(&first, line, sizeof(line), RUN_MS) &&
-                  !strcmp(line, "started"),
-              "first pvcalls-run did not start its program: \"%s\"", line);
-    const char *quick[] = { "true", NULL };
-    rp_shim_argv(e, false, NULL, quick, argv);
-    rp_assert_exit(rp_run(argv, NULL, NULL, RUN_MS), 0, "second pvcalls-run");
-    cr_assert(frontd_socket_exists(e),
-              "the second run stopped the daemons the first still uses");
-    rp_signal(&first, SIGTERM);
-    rp_assert_exit(rp_wait(&first, RUN_MS), 128 + SIGTERM,
-                   "first pvcalls-run on SIGTERM");
-    assert_all_stopped(e);
-    rp_env_stop(e);
-}
-
 Test(run_script, help_documents_options, .fini = rp_cleanup, .timeout = 30)
 {
     struct rp_env *e = rp_env_start(false);
