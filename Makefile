@@ -145,7 +145,7 @@ install: $(BINS)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib
 	install -m 755 $(filter $(BUILD)/bin/%,$(BINS)) $(DESTDIR)$(PREFIX)/bin
 	$(if $(filter $(SHIM),$(BINS)),install -m 755 $(SHIM) $(DESTDIR)$(PREFIX)/lib)
-	$(if $(wildcard scripts/pvcalls-run),install -m 755 scripts/pvcalls-run $(DESTDIR)$(PREFIX)/bin)
+	install -m 755 scripts/pvcalls-run scripts/pvcalls-entrypoint $(DESTDIR)$(PREFIX)/bin
 
 deps:
 	scripts/install-deps

@@ -1,8 +1,6 @@
 /*
  * Concurrent pvcalls-run invocations on one simulation directory share
- * the daemons, and the last one to finish stops them.  (Its own binary:
- * under ASan, criterion reported a leak of its own when this test ran in
- * parallel with another of test_run_script.)
+ * the daemons, and the last one to finish stops them.
  */
 #include "../lib/runprog.h"
 
