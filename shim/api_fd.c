@@ -7,9 +7,8 @@
  * An entry is removed before the kernel closes the number: afterwards
  * another thread may already have been given the same number.
  *
- * stdio on fdopen()ed sockets is not carried: glibc's FILE calls its
- * internal __read/__write, which no preload can see.  fclose() still
- * removes the entry.
+ * fdopen() on a managed socket is api_stdio.c's; fclose() removes the
+ * entry of any stream's fd.
  */
 #include "shim.h"
 

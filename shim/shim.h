@@ -30,6 +30,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/select.h>
 #include <sys/sendfile.h>
@@ -77,6 +78,8 @@
     X(int, dup2, (int, int))                                                \
     X(int, dup3, (int, int, int))                                           \
     X(int, fclose, (FILE *))                                                \
+    X(FILE *, fdopen, (int, const char *))                                  \
+    X(int, epoll_ctl, (int, int, int, struct epoll_event *))                \
     X(int, sigaction, (int, const struct sigaction *, struct sigaction *))  \
     X(int, poll, (struct pollfd *, nfds_t, int))                            \
     X(int, ppoll, (struct pollfd *, nfds_t, const struct timespec *,        \

@@ -146,6 +146,36 @@ Test(shim_smoke, signals_and_sigpipe_as_linux)
     h_stop(h);
 }
 
+/* stdio on an fdopen()ed socket is carried (glibc's FILE calls internal
+ * read/write that no preload sees, so the shim builds the FILE itself),
+ * and epoll_ctl refuses a managed socket with EPERM instead of letting an
+ * epoll-driven program wait forever on a token that never gets ready. */
+Test(shim_smoke, stdio_carried_and_epoll_refused_clearly)
+{
+    struct harness *h = h_start(NULL);
+    struct h_frontd fd;
+    h_frontd_start(h, 1, NULL, &fd);
+    struct hn_server *srv =
+        hn_server_start(&(struct hn_server_cfg){ .mode = HN_ECHO });
+    char port[16];
+    snprintf(port, sizeof(port), "%u", hn_server_port(srv));
+    char *args[] = { (char *)"127.0.0.1", port, (char *)"EPERM", NULL };
+
+    int status = run_shim_prog(h, &fd, "shim_stdio", args);
+    char why[64];
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+              "shim_stdio: %s", proc_status_str(status, why, sizeof(why)));
+    struct audit_q conn = { .cmd = "connect", .dom = 1 };
+    cr_assert_eq(h_audit_wait(h, &conn, 1, AUDIT_TIMEOUT_MS), 1);
+    struct audit_q rel = { .cmd = "release", .dom = 1 };
+    cr_assert_eq(h_audit_wait(h, &rel, 1, AUDIT_TIMEOUT_MS), 1);
+
+    hn_server_stop(srv);
+    cr_assert(h_frontd_alive(&fd), "pvcalls-frontd died");
+    h_frontd_stop(&fd);
+    h_stop(h);
+}
+
 /* A pre-fork server under the shim: listen in the parent, accept in a
  * forked worker after the parent closed its copy of the listener, the
  * parent as the client: both ends cross PV Calls. */
