@@ -64,6 +64,7 @@ TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 # Plain programs that tests run natively and under the shim.
 PROGS := $(patsubst tests/progs/%.c,$(BUILD)/progs/%,$(wildcard tests/progs/*.c))
 
+.SECONDARY:
 .PHONY: all check check-plain check-asan install deps clean
 all: $(BINS) $(TESTS) $(PROGS)
 

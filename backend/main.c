@@ -9,6 +9,7 @@
 
 #include "audit.h"
 #include "pvc/ext.h"
+#include "pvc/daemon.h"
 #include "pvc/log.h"
 
 #include <errno.h>
@@ -39,46 +40,6 @@ static void on_xenbus(void *ctx, uint32_t events)
     pvc_xb_back_process(bd->xb);
 }
 
-/* SIGTERM and SIGINT arrive as loop events; SIGPIPE never (MSG_NOSIGNAL
- * covers sends, this covers anything else). */
-static int signals_setup(struct backd *bd)
-{
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
-        return -1;
-    signal(SIGPIPE, SIG_IGN);
-    bd->sig_fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
-    if (bd->sig_fd < 0)
-        return -1;
-    return pvc_loop_add(bd->loop, &bd->sig_watch, bd->sig_fd, EPOLLIN,
-                        on_signal, bd);
-}
-
-/* Two fds per socket (host socket, event channel) for every domain:
- * take all the descriptors the hard limit allows. */
-static void raise_fd_limit(void)
-{
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
-}
-
-static void signal_ready(struct backd *bd)
-{
-    int fd = bd->cfg.ready_fd;
-    if (fd < 0)
-        return;
-    static const char msg[] = "ready\n";
-    if (write(fd, msg, sizeof(msg) - 1) != (ssize_t)sizeof(msg) - 1)
-        pvc_warn("--ready-fd %d: %s", fd, strerror(errno));
-    close(fd);
-}
-
 static int backd_start(struct backd *bd)
 {
     struct pvc_platform_opts popts = {
@@ -94,7 +55,7 @@ static int backd_start(struct backd *bd)
         }
     }
     bd->loop = pvc_loop_new();
-    if (!bd->loop || signals_setup(bd) < 0) {
+    if (!bd->loop || pvc_daemon_signals(bd->loop, &bd->sig_watch, &bd->sig_fd, on_signal, bd) < 0) {
         pvc_err("event loop: %s", strerror(errno));
         return -1;
     }
@@ -158,12 +119,12 @@ int main(int argc, char **argv)
             fprintf(stderr, "%s: %s\n", argv[0], err);
         return rc < 0 ? 2 : 0;
     }
-    raise_fd_limit();
+    pvc_daemon_raise_fd_limit();
     int status = 0;
     if (backd_start(&bd) < 0) {
         status = 1;
     } else {
-        signal_ready(&bd);
+        pvc_daemon_ready(bd.cfg.ready_fd);
         while (!bd.stop) {
             if (pvc_loop_run_once(bd.loop, -1) < 0) {
                 pvc_err("epoll: %s", strerror(errno));

@@ -10,6 +10,7 @@
  */
 #include "frontd.h"
 
+#include "pvc/daemon.h"
 #include "pvc/log.h"
 
 #include <errno.h>
@@ -40,44 +41,6 @@ static void on_signal(void *ctx, uint32_t events)
     }
 }
 
-static int signals_setup(struct frontd *d)
-{
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
-        return -1;
-    signal(SIGPIPE, SIG_IGN);
-    d->sig_fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
-    if (d->sig_fd < 0)
-        return -1;
-    return pvc_loop_add(d->loop, &d->sig_watch, d->sig_fd, EPOLLIN,
-                        on_signal, d);
-}
-
-/* Several fds per socket (token, ring, state page, channel): take all
- * the descriptors the hard limit allows. */
-static void raise_fd_limit(void)
-{
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
-}
-
-static void signal_ready(struct frontd *d)
-{
-    int fd = d->cfg.ready_fd;
-    if (fd < 0)
-        return;
-    static const char msg[] = "ready\n";
-    if (write(fd, msg, sizeof(msg) - 1) != (ssize_t)sizeof(msg) - 1)
-        pvc_warn("--ready-fd %d: %s", fd, strerror(errno));
-    close(fd);
-}
-
 static int frontd_start(struct frontd *d)
 {
     struct pvc_platform_opts popts = {
@@ -86,7 +49,7 @@ static int frontd_start(struct frontd *d)
         .sim_dir = d->cfg.sim_dir,
     };
     d->loop = pvc_loop_new();
-    if (!d->loop || signals_setup(d) < 0) {
+    if (!d->loop || pvc_daemon_signals(d->loop, &d->sig_watch, &d->sig_fd, on_signal, d) < 0) {
         pvc_err("event loop: %s", strerror(errno));
         return -1;
     }
@@ -136,12 +99,12 @@ int main(int argc, char **argv)
             fprintf(stderr, "%s: %s\n", argv[0], err);
         return rc < 0 ? 2 : 0;
     }
-    raise_fd_limit();
+    pvc_daemon_raise_fd_limit();
     int status = 0;
     if (frontd_start(&d) < 0) {
         status = 1;
     } else {
-        signal_ready(&d);
+        pvc_daemon_ready(d.cfg.ready_fd);
         while (!d.stop) {
             if (pvc_loop_run_once(d.loop, socks_next_timeout(&d)) < 0) {
                 pvc_err("epoll: %s", strerror(errno));

@@ -15,6 +15,7 @@
 #include "broker.h"
 #include "../store/store.h"
 
+#include "pvc/daemon.h"
 #include "pvc/log.h"
 
 #include <errno.h>
@@ -159,22 +160,6 @@ static void on_signal(void *ctx, uint32_t events)
     }
 }
 
-static int signals_start(struct broker *b)
-{
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
-        return -1;
-    signal(SIGPIPE, SIG_IGN);
-    b->signal_fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
-    if (b->signal_fd < 0)
-        return -1;
-    return pvc_loop_add(b->loop, &b->signal_watch, b->signal_fd, EPOLLIN,
-                        on_signal, b);
-}
-
 static int broker_start(struct broker *b, const struct options *o)
 {
     char path[PATH_MAX];
@@ -189,7 +174,7 @@ static int broker_start(struct broker *b, const struct options *o)
         return -1;
     }
     b->loop = pvc_loop_new();
-    if (!b->loop || signals_start(b) < 0) {
+    if (!b->loop || pvc_daemon_signals(b->loop, &b->signal_watch, &b->signal_fd, on_signal, b) < 0) {
         pvc_err("cannot set up the event loop: %s", strerror(errno));
         return -1;
     }
@@ -271,12 +256,7 @@ static int daemonize(void)
 
 static void announce_ready(const struct options *o, int parent_fd)
 {
-    if (o->ready_fd >= 0) {
-        static const char msg[] = "ready\n";
-        if (write(o->ready_fd, msg, sizeof(msg) - 1) < 0)
-            pvc_warn("cannot write to --ready-fd: %s", strerror(errno));
-        close(o->ready_fd);
-    }
+    pvc_daemon_ready(o->ready_fd);
     if (parent_fd >= 0) {
         if (write(parent_fd, "r", 1) < 0)
             pvc_warn("cannot tell the parent: %s", strerror(errno));
