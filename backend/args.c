@@ -1,5 +1,6 @@
 /* pvcalls-backd's command line: see backd_usage(). */
 #include "backd.h"
+#include "pvc/parse.h"
 
 #include "pvc/ext.h"
 
@@ -43,21 +44,6 @@ static int fail(char *err, size_t errlen, const char *fmt, ...)
     vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
     return -1;
-}
-
-/* A decimal number in [min, max], nothing else. */
-static bool parse_uint(const char *s, unsigned long min, unsigned long max,
-                       unsigned long *out)
-{
-    char *end;
-    if (!*s || *s == '-' || *s == '+')
-        return false;
-    errno = 0;
-    unsigned long v = strtoul(s, &end, 10);
-    if (errno || *end || v < min || v > max)
-        return false;
-    *out = v;
-    return true;
 }
 
 /* "all", "none", or comma-separated names, each of them known. */
@@ -112,13 +98,7 @@ static int apply_opt(int opt, const char *arg, struct backd_cfg *cfg,
     unsigned long v;
     switch (opt) {
     case OPT_PLATFORM:
-        if (!strcmp(arg, "auto"))
-            cfg->platform = PVC_PLATFORM_AUTO;
-        else if (!strcmp(arg, "sim"))
-            cfg->platform = PVC_PLATFORM_SIM;
-        else if (!strcmp(arg, "xen"))
-            cfg->platform = PVC_PLATFORM_XEN;
-        else
+        if (!pvc_parse_platform(arg, &cfg->platform))
             return fail(err, errlen, "--platform: auto, sim or xen");
         return 0;
     case OPT_SIM_DIR:
@@ -128,13 +108,13 @@ static int apply_opt(int opt, const char *arg, struct backd_cfg *cfg,
         cfg->audit_path = arg;
         return 0;
     case OPT_ORDER:
-        if (!parse_uint(arg, BACKD_MIN_ORDER, PVC_MAX_RING_ORDER, &v))
+        if (!pvc_parse_uint(arg, BACKD_MIN_ORDER, PVC_MAX_RING_ORDER, &v))
             return fail(err, errlen, "--max-page-order: %u..%u",
                         BACKD_MIN_ORDER, PVC_MAX_RING_ORDER);
         cfg->max_page_order = (unsigned)v;
         return 0;
     case OPT_SOCKETS:
-        if (!parse_uint(arg, 1, BACKD_MAX_MAX_SOCKETS, &v))
+        if (!pvc_parse_uint(arg, 1, BACKD_MAX_MAX_SOCKETS, &v))
             return fail(err, errlen, "--max-sockets: 1..%u",
                         BACKD_MAX_MAX_SOCKETS);
         cfg->max_sockets = (unsigned)v;
@@ -146,7 +126,7 @@ static int apply_opt(int opt, const char *arg, struct backd_cfg *cfg,
                         "bind-connect");
         return 0;
     case OPT_READY_FD:
-        if (!parse_uint(arg, 0, INT_MAX, &v))
+        if (!pvc_parse_uint(arg, 0, INT_MAX, &v))
             return fail(err, errlen, "--ready-fd: a file descriptor");
         cfg->ready_fd = (int)v;
         return 0;

@@ -1,5 +1,6 @@
 /* pvcalls-frontd's command line: see frontd_usage(). */
 #include "frontd.h"
+#include "pvc/parse.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -51,20 +52,6 @@ static int fail(char *err, size_t errlen, const char *fmt, ...)
     return -1;
 }
 
-static bool parse_uint(const char *s, unsigned long min, unsigned long max,
-                       unsigned long *out)
-{
-    char *end;
-    if (!*s || *s == '-' || *s == '+')
-        return false;
-    errno = 0;
-    unsigned long v = strtoul(s, &end, 10);
-    if (errno || *end || v < min || v > max)
-        return false;
-    *out = v;
-    return true;
-}
-
 enum { OPT_PLATFORM = 256, OPT_SIM_DIR, OPT_DOMID, OPT_DEVICE, OPT_SOCKET,
        OPT_ORDER, OPT_POOL, OPT_READY_FD, OPT_HELP };
 
@@ -87,20 +74,14 @@ static int apply_opt(int opt, const char *arg, struct frontd_cfg *cfg,
     unsigned long v;
     switch (opt) {
     case OPT_PLATFORM:
-        if (!strcmp(arg, "auto"))
-            cfg->platform = PVC_PLATFORM_AUTO;
-        else if (!strcmp(arg, "sim"))
-            cfg->platform = PVC_PLATFORM_SIM;
-        else if (!strcmp(arg, "xen"))
-            cfg->platform = PVC_PLATFORM_XEN;
-        else
+        if (!pvc_parse_platform(arg, &cfg->platform))
             return fail(err, errlen, "--platform: auto, sim or xen");
         return 0;
     case OPT_SIM_DIR:
         cfg->sim_dir = arg;
         return 0;
     case OPT_DOMID:
-        if (!parse_uint(arg, 1, 0x7fef, &v))
+        if (!pvc_parse_uint(arg, 1, 0x7fef, &v))
             return fail(err, errlen, "--domid: 1..32751");
         cfg->domid = (int)v;
         return 0;
@@ -113,17 +94,17 @@ static int apply_opt(int opt, const char *arg, struct frontd_cfg *cfg,
         snprintf(cfg->sock_path, sizeof(cfg->sock_path), "%s", arg);
         return 0;
     case OPT_ORDER:
-        if (!parse_uint(arg, 1, PVC_MAX_RING_ORDER, &v))
+        if (!pvc_parse_uint(arg, 1, PVC_MAX_RING_ORDER, &v))
             return fail(err, errlen, "--order: 1..%u", PVC_MAX_RING_ORDER);
         cfg->order = (unsigned)v;
         return 0;
     case OPT_POOL:
-        if (!parse_uint(arg, 0, FRONTD_MAX_POOL, &v))
+        if (!pvc_parse_uint(arg, 0, FRONTD_MAX_POOL, &v))
             return fail(err, errlen, "--pool: 0..%u", FRONTD_MAX_POOL);
         cfg->pool = (unsigned)v;
         return 0;
     case OPT_READY_FD:
-        if (!parse_uint(arg, 0, INT_MAX, &v))
+        if (!pvc_parse_uint(arg, 0, INT_MAX, &v))
             return fail(err, errlen, "--ready-fd: a file descriptor");
         cfg->ready_fd = (int)v;
         return 0;
@@ -138,7 +119,7 @@ static int fill_defaults(struct frontd_cfg *cfg, char *err, size_t errlen)
     if (cfg->domid < 0) {
         const char *env = getenv("PVC_SIM_DOMID");
         unsigned long v = 1;
-        if (env && *env && !parse_uint(env, 1, 0x7fef, &v))
+        if (env && *env && !pvc_parse_uint(env, 1, 0x7fef, &v))
             return fail(err, errlen, "PVC_SIM_DOMID: 1..32751");
         cfg->domid = (int)v;
     }
