@@ -7,7 +7,6 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,17 +32,6 @@ void backd_usage(const char *prog, FILE *out)
             "  --help                    this text\n",
             prog, BACKD_MIN_ORDER, PVC_MAX_RING_ORDER, BACKD_DEFAULT_ORDER,
             BACKD_DEFAULT_MAX_SOCKETS);
-}
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
 }
 
 /* "all", "none", or comma-separated names, each of them known. */
@@ -92,14 +80,15 @@ static const struct option long_opts[] = {
     { NULL, 0, NULL, 0 },
 };
 
-static int apply_opt(int opt, const char *arg, struct backd_cfg *cfg,
+static int apply_opt(int opt, const char *arg, void *cfg_out,
                      char *err, size_t errlen)
 {
+    struct backd_cfg *cfg = cfg_out;
     unsigned long v;
     switch (opt) {
     case OPT_PLATFORM:
         if (!pvc_parse_platform(arg, &cfg->platform))
-            return fail(err, errlen, "--platform: auto, sim or xen");
+            return pvc_parse_fail(err, errlen, "--platform: auto, sim or xen");
         return 0;
     case OPT_SIM_DIR:
         cfg->sim_dir = arg;
@@ -109,29 +98,29 @@ static int apply_opt(int opt, const char *arg, struct backd_cfg *cfg,
         return 0;
     case OPT_ORDER:
         if (!pvc_parse_uint(arg, BACKD_MIN_ORDER, PVC_MAX_RING_ORDER, &v))
-            return fail(err, errlen, "--max-page-order: %u..%u",
+            return pvc_parse_fail(err, errlen, "--max-page-order: %u..%u",
                         BACKD_MIN_ORDER, PVC_MAX_RING_ORDER);
         cfg->max_page_order = (unsigned)v;
         return 0;
     case OPT_SOCKETS:
         if (!pvc_parse_uint(arg, 1, BACKD_MAX_MAX_SOCKETS, &v))
-            return fail(err, errlen, "--max-sockets: 1..%u",
+            return pvc_parse_fail(err, errlen, "--max-sockets: 1..%u",
                         BACKD_MAX_MAX_SOCKETS);
         cfg->max_sockets = (unsigned)v;
         return 0;
     case OPT_EXT:
         if (!parse_ext(arg, &cfg->ext))
-            return fail(err, errlen, "--ext: all, none or a list of: "
+            return pvc_parse_fail(err, errlen, "--ext: all, none or a list of: "
                         "ipv6,shutdown,sockname,sockopt,accept-addr,"
                         "bind-connect");
         return 0;
     case OPT_READY_FD:
         if (!pvc_parse_uint(arg, 0, INT_MAX, &v))
-            return fail(err, errlen, "--ready-fd: a file descriptor");
+            return pvc_parse_fail(err, errlen, "--ready-fd: a file descriptor");
         cfg->ready_fd = (int)v;
         return 0;
     default:
-        return fail(err, errlen, "unknown option (see --help)");
+        return pvc_parse_fail(err, errlen, "unknown option (see --help)");
     }
 }
 
@@ -145,21 +134,11 @@ int backd_parse_args(int argc, char **argv, struct backd_cfg *cfg,
         .ext = PVC_EXT_ALL,
         .ready_fd = -1,
     };
-    optind = 0; /* full re-initialisation: callable more than once */
-    opterr = 0; /* we report errors ourselves */
-    int opt;
-    while ((opt = getopt_long(argc, argv, "", long_opts, NULL)) != -1) {
-        if (opt == OPT_HELP) {
-            backd_usage(argv[0], stdout);
-            return 1;
-        }
-        if (opt == '?' || opt == ':')
-            return fail(err, errlen, "bad option %s (see --help)",
-                        argv[optind - 1]);
-        if (apply_opt(opt, optarg, cfg, err, errlen) < 0)
-            return -1;
-    }
-    if (optind < argc)
-        return fail(err, errlen, "unexpected argument %s", argv[optind]);
-    return 0;
+    static const struct pvc_cmdline cl = {
+        .opts = long_opts,
+        .help_opt = OPT_HELP,
+        .usage = backd_usage,
+        .apply = apply_opt,
+    };
+    return pvc_parse_cmdline(&cl, argc, argv, cfg, err, errlen);
 }

@@ -2,6 +2,7 @@
 #include "pvc/parse.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,4 +35,36 @@ bool pvc_parse_platform(const char *s, enum pvc_platform_kind *out)
         }
     }
     return false;
+}
+
+int pvc_parse_fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+int pvc_parse_cmdline(const struct pvc_cmdline *cl, int argc, char **argv,
+                      void *cfg, char *err, size_t errlen)
+{
+    optind = 0; /* full re-initialisation */
+    opterr = 0; /* errors are reported through err */
+    int opt;
+    while ((opt = getopt_long(argc, argv, "", cl->opts, NULL)) != -1) {
+        if (opt == cl->help_opt) {
+            cl->usage(argv[0], stdout);
+            return 1;
+        }
+        if (opt == '?' || opt == ':')
+            return pvc_parse_fail(err, errlen, "bad option %s (see --help)",
+                                  argv[optind - 1]);
+        if (cl->apply(opt, optarg, cfg, err, errlen) < 0)
+            return -1;
+    }
+    if (optind < argc)
+        return pvc_parse_fail(err, errlen, "unexpected argument %s",
+                              argv[optind]);
+    return 0;
 }

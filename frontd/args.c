@@ -4,7 +4,6 @@
 
 #include <errno.h>
 #include <getopt.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,17 +40,6 @@ void frontd_usage(const char *prog, FILE *out)
             FRONTD_DEFAULT_ORDER, FRONTD_MAX_POOL, FRONTD_DEFAULT_POOL);
 }
 
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 enum { OPT_PLATFORM = 256, OPT_SIM_DIR, OPT_DOMID, OPT_DEVICE, OPT_SOCKET,
        OPT_ORDER, OPT_POOL, OPT_READY_FD, OPT_HELP };
 
@@ -68,21 +56,22 @@ static const struct option long_opts[] = {
     { NULL, 0, NULL, 0 },
 };
 
-static int apply_opt(int opt, const char *arg, struct frontd_cfg *cfg,
+static int apply_opt(int opt, const char *arg, void *cfg_out,
                      char *err, size_t errlen)
 {
+    struct frontd_cfg *cfg = cfg_out;
     unsigned long v;
     switch (opt) {
     case OPT_PLATFORM:
         if (!pvc_parse_platform(arg, &cfg->platform))
-            return fail(err, errlen, "--platform: auto, sim or xen");
+            return pvc_parse_fail(err, errlen, "--platform: auto, sim or xen");
         return 0;
     case OPT_SIM_DIR:
         cfg->sim_dir = arg;
         return 0;
     case OPT_DOMID:
         if (!pvc_parse_uint(arg, 1, 0x7fef, &v))
-            return fail(err, errlen, "--domid: 1..32751");
+            return pvc_parse_fail(err, errlen, "--domid: 1..32751");
         cfg->domid = (int)v;
         return 0;
     case OPT_DEVICE:
@@ -90,26 +79,26 @@ static int apply_opt(int opt, const char *arg, struct frontd_cfg *cfg,
         return 0;
     case OPT_SOCKET:
         if (!*arg || strlen(arg) >= sizeof(cfg->sock_path))
-            return fail(err, errlen, "--socket: a path");
+            return pvc_parse_fail(err, errlen, "--socket: a path");
         snprintf(cfg->sock_path, sizeof(cfg->sock_path), "%s", arg);
         return 0;
     case OPT_ORDER:
         if (!pvc_parse_uint(arg, 1, PVC_MAX_RING_ORDER, &v))
-            return fail(err, errlen, "--order: 1..%u", PVC_MAX_RING_ORDER);
+            return pvc_parse_fail(err, errlen, "--order: 1..%u", PVC_MAX_RING_ORDER);
         cfg->order = (unsigned)v;
         return 0;
     case OPT_POOL:
         if (!pvc_parse_uint(arg, 0, FRONTD_MAX_POOL, &v))
-            return fail(err, errlen, "--pool: 0..%u", FRONTD_MAX_POOL);
+            return pvc_parse_fail(err, errlen, "--pool: 0..%u", FRONTD_MAX_POOL);
         cfg->pool = (unsigned)v;
         return 0;
     case OPT_READY_FD:
         if (!pvc_parse_uint(arg, 0, INT_MAX, &v))
-            return fail(err, errlen, "--ready-fd: a file descriptor");
+            return pvc_parse_fail(err, errlen, "--ready-fd: a file descriptor");
         cfg->ready_fd = (int)v;
         return 0;
     default:
-        return fail(err, errlen, "unknown option (see --help)");
+        return pvc_parse_fail(err, errlen, "unknown option (see --help)");
     }
 }
 
@@ -120,7 +109,7 @@ static int fill_defaults(struct frontd_cfg *cfg, char *err, size_t errlen)
         const char *env = getenv("PVC_SIM_DOMID");
         unsigned long v = 1;
         if (env && *env && !pvc_parse_uint(env, 1, 0x7fef, &v))
-            return fail(err, errlen, "PVC_SIM_DOMID: 1..32751");
+            return pvc_parse_fail(err, errlen, "PVC_SIM_DOMID: 1..32751");
         cfg->domid = (int)v;
     }
     if (cfg->sock_path[0])
@@ -147,7 +136,7 @@ static int fill_defaults(struct frontd_cfg *cfg, char *err, size_t errlen)
                      PVC_FRONTD_DEFAULT_SOCK);
     }
     if (n < 0 || (size_t)n >= sizeof(cfg->sock_path))
-        return fail(err, errlen, "socket path too long");
+        return pvc_parse_fail(err, errlen, "socket path too long");
     return 0;
 }
 
@@ -162,21 +151,12 @@ int frontd_parse_args(int argc, char **argv, struct frontd_cfg *cfg,
         .pool = FRONTD_DEFAULT_POOL,
         .ready_fd = -1,
     };
-    optind = 0;
-    opterr = 0;
-    int opt;
-    while ((opt = getopt_long(argc, argv, "", long_opts, NULL)) != -1) {
-        if (opt == OPT_HELP) {
-            frontd_usage(argv[0], stdout);
-            return 1;
-        }
-        if (opt == '?' || opt == ':')
-            return fail(err, errlen, "bad option %s (see --help)",
-                        argv[optind - 1]);
-        if (apply_opt(opt, optarg, cfg, err, errlen) < 0)
-            return -1;
-    }
-    if (optind < argc)
-        return fail(err, errlen, "unexpected argument %s", argv[optind]);
-    return fill_defaults(cfg, err, errlen);
+    static const struct pvc_cmdline cl = {
+        .opts = long_opts,
+        .help_opt = OPT_HELP,
+        .usage = frontd_usage,
+        .apply = apply_opt,
+    };
+    int rc = pvc_parse_cmdline(&cl, argc, argv, cfg, err, errlen);
+    return rc != 0 ? rc : fill_defaults(cfg, err, errlen);
 }
