@@ -417,10 +417,8 @@ int shutdown(int fd, int how)
         if (how != SHUT_RD)
             __atomic_store_n(&s->shared->shut_wr, 1, __ATOMIC_RELEASE);
         /* Threads blocked on this socket must see it (recv returns 0,
-         * send EPIPE): ring our own doorbell.  (Sim only for now.) */
-        int saved = errno;
-        pvc_evtchn_kick_local(s->evt);
-        errno = saved;
+         * send EPIPE). */
+        shim_sock_kick(s);
     }
     shim_log("shutdown(%d, %d) = %s", fd, how, err ? strerror(-err) : "0");
     shim_sock_put(s);

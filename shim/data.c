@@ -151,7 +151,7 @@ ssize_t shim_send_iov(struct shim_sock *s, int fd, const struct iovec *iov,
             continue; /* short because of a wrap or a bad page? re-check */
         if (nonblock)
             return sent ? (ssize_t)sent : -EAGAIN;
-        err = shim_wait(s);
+        err = shim_wait(s, fd, -1);
         if (err)
             return sent ? (ssize_t)sent : err;
     }
@@ -227,7 +227,7 @@ ssize_t shim_recv_iov(struct shim_sock *s, int fd, const struct iovec *iov,
             return got ? (ssize_t)got : v;
         if (nonblock)
             return got ? (ssize_t)got : -EAGAIN;
-        int err = shim_wait(s);
+        int err = shim_wait(s, fd, -1);
         if (err)
             return got ? (ssize_t)got : err;
     }

@@ -220,10 +220,25 @@ ssize_t shim_copy_to_user(void *udst, const void *src, size_t len);
 
 /* ---- wait.c / sig.c ------------------------------------------------ */
 
-/* Block until s's channel fires (then ack it).  0, or -EINTR when a signal
- * whose handler lacks SA_RESTART interrupted the wait (with SA_RESTART the
- * caller just re-checks and waits again, which is the restart). */
-int shim_wait(struct shim_sock *s);
+/* The kernel fd whose POLLIN means "look at this socket again": the event
+ * channel once connected; the token itself (fd, the caller's descriptor)
+ * while listening or connecting, because the daemon writes a byte on it
+ * for news (frontd_proto.h, "Token readiness"); -1 while nothing can
+ * change (created, bound). */
+int shim_sock_wait_fd(struct shim_sock *s, int fd);
+/* Block until s may have changed (its wait fd fired, or another thread of
+ * this process acknowledged an event of s, or shim_sock_kick), then
+ * return 0 for the caller to re-check; an event-channel event is
+ * acknowledged here.  deadline_ns: CLOCK_MONOTONIC (shim_now_ns), < 0 for
+ * none.  -ETIMEDOUT once the deadline has passed; -EINTR when a signal
+ * whose handler lacks SA_RESTART interrupted the wait (with SA_RESTART
+ * the caller just re-checks and waits again, which is the restart). */
+int shim_wait(struct shim_sock *s, int fd, int64_t deadline_ns);
+/* A change this process made to s (shutdown, a connect seen finished):
+ * wake every thread of this process waiting on s. */
+void shim_sock_kick(struct shim_sock *s);
+/* CLOCK_MONOTONIC in ns. */
+int64_t shim_now_ns(void);
 /* Set by the signal trampoline: a handler without SA_RESTART ran. */
 extern __thread volatile sig_atomic_t shim_sig_norestart;
 

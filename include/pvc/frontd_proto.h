@@ -22,6 +22,20 @@
  * the daemon checks that the received fd's inode is that socket's token
  * and closes its copy.
  *
+ * Token readiness.  The daemon writes one byte on its end of a token
+ * (non-blocking; a full buffer is readable anyway) when (a) a listener
+ * has a parked connection, and no byte was written since the last ACCEPT
+ * request on it, (b) a CONNECT finished (state page
+ * connect_done set first).  So the app's token is readable (POLLIN for
+ * the kernel, for poll, epoll and a bypassing program alike) exactly when
+ * the daemon has news for a listening or connecting socket.  The shim
+ * drains the token (recv MSG_DONTWAIT on it) before it sends ACCEPT and
+ * when it settles a finished connect; the daemon writes again after any
+ * ACCEPT request that leaves parked connections behind, so a drain can
+ * never swallow the only notice of a parked connection.  The daemon
+ * watches its own end only for hang-up (last holder gone); bytes a
+ * bypassing program writes into the token are discarded.
+ *
  * Each connected socket also has a shared state page (a memfd page from
  * the daemon, the same for every holder) with the cross-process locks
  * and flags of struct pvc_sock_shared, so that forked holders of one
@@ -36,7 +50,7 @@
 #include <stdint.h>
 
 #define PVC_FRONTD_DEFAULT_SOCK "/run/pvcalls/frontd.sock"
-#define PVC_FD_PROTO_VERSION 1
+#define PVC_FD_PROTO_VERSION 2
 
 enum pvc_fd_op {
     /* in: version.  out: ret, ext (the PVC_EXT_* bits enabled with the
@@ -46,20 +60,35 @@ enum pvc_fd_op {
      * out: ret, ino, fds: [0] the app-visible token fd. */
     PVC_FD_SOCKET,
     /* in: token fd, addr/addrlen, order (0: the daemon's default).
-     * out: ret; on success the socket's ring: fds [0] ring pages (indexes
-     * page then 2^order data pages, one hand-off), [1] state page, then
-     * the event channel's fds; ring_offset, order, evt_kind, evt_port,
-     * evt_nfds.  Blocks until the backend answers (connect(2) blocks). */
+     * Never blocks: the daemon sends the backend's CONNECT and answers at
+     * once.  out: ret -EINPROGRESS and the socket's ring: fds [0] ring
+     * pages (indexes page then 2^order data pages, one hand-off), [1]
+     * state page, then the event channel's fds; ring_offset, order,
+     * evt_kind, evt_port, evt_nfds.  (Or a negative errno and no fds:
+     * -EISCONN, -EALREADY, -EINVAL, -EAFNOSUPPORT, -ENOMEM, ...)  When the
+     * backend answers, the daemon stores the result in the state page
+     * (connect_ret, then connect_done = 1 with release order) and makes
+     * the token readable (see "Token readiness").  The ring is live only
+     * once connect_done is set with connect_ret == 0.  A blocking
+     * connect(2) waits for that in the shim, so a signal or SO_SNDTIMEO
+     * leaves the connect going on, as in Linux. */
     PVC_FD_CONNECT,
     /* in: token fd, addr/addrlen.  out: ret. */
     PVC_FD_BIND,
     /* in: token fd, backlog.  out: ret. */
     PVC_FD_LISTEN,
     /* in: token fd of a listener, flags (SOCK_NONBLOCK|SOCK_CLOEXEC are
-     * the shim's business, ignored here).  Blocks until a connection
-     * arrives.  out: ret, ino of the new socket, addr/addrlen of the peer
-     * (when the backend has accept-addr), fds: [0] the new token, then the
-     * ring fds as for CONNECT. */
+     * the shim's business, ignored here).  Never blocks: from LISTEN on,
+     * the daemon keeps one backend ACCEPT outstanding per listener and
+     * parks the connections it yields (at most PVC_FD_ACCEPT_PARK per
+     * listener; beyond that they wait in the backend's backlog).  out:
+     * a parked connection: ret 0, ino of the new socket, addr/addrlen of
+     * the peer (when the backend has accept-addr), fds: [0] the new
+     * token, then the ring fds as for CONNECT; or -EAGAIN when none is
+     * parked; or a parked backend error (reported once, as Linux's
+     * accept reports a pending error).  A blocking accept(2) waits for
+     * the listener's token to become readable in the shim, then asks
+     * again. */
     PVC_FD_ACCEPT,
     /* in: token fd, how.  out: ret.  (The daemon first lets the out ring
      * drain for SHUT_WR, like the backend does.) */
@@ -72,6 +101,9 @@ enum pvc_fd_op {
     PVC_FD_SETSOCKOPT,
     PVC_FD_GETSOCKOPT,
 };
+
+/* Connections a listener's daemon side accepts ahead of the program. */
+#define PVC_FD_ACCEPT_PARK 64u
 
 #define PVC_FD_ADDR_MAX 28u
 #define PVC_FD_OPT_MAX 28u
@@ -120,6 +152,11 @@ struct pvc_sock_shared {
     uint32_t shut_rd;        /* shutdown(SHUT_RD) was called */
     uint32_t shut_wr;        /* shutdown(SHUT_WR) was called */
     int32_t so_error;        /* pending SO_ERROR, cleared when read */
+    /* Written by the daemon only (CONNECT): the backend's answer, then
+     * connect_done = 1 (release).  Readers load connect_done (acquire)
+     * before connect_ret. */
+    int32_t connect_ret;
+    uint32_t connect_done;
 };
 
 #endif
