@@ -168,6 +168,33 @@ void cmd_fail_all(struct frontd *d, int32_t err)
         complete_err(d, c, err);
 }
 
+/* Unlink c from the FIFO at *head; true if it was there. */
+static bool unlink_queued(struct fd_cmd **head, struct fd_cmd **tail,
+                          struct fd_cmd *c)
+{
+    struct fd_cmd *prev = NULL;
+    for (struct fd_cmd *q = *head; q; prev = q, q = q->next) {
+        if (q != c)
+            continue;
+        if (prev)
+            prev->next = q->next;
+        else
+            *head = q->next;
+        if (*tail == q)
+            *tail = prev;
+        q->next = NULL;
+        return true;
+    }
+    return false;
+}
+
+void cmd_cancel(struct frontd *d, struct fd_cmd *c, int32_t err)
+{
+    if (unlink_queued(&d->accepts_head, &d->accepts_tail, c) ||
+        unlink_queued(&d->queue_head, &d->queue_tail, c))
+        complete_err(d, c, err);
+}
+
 void cmd_forget_client(struct frontd *d, struct fd_client *cl)
 {
     (void)d;

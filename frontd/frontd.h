@@ -12,8 +12,11 @@
  *   pool.c     data rings (pre-allocated pool) and state pages
  *   clients.c  shim connections: messages with SCM_RIGHTS, one call each
  *   sockets.c  the socket table (by token inode), last-holder-gone,
- *              drain and RELEASE
- *   ops.c      the request handlers
+ *              drain and RELEASE, token readiness bytes
+ *   ops.c      the request handlers (and what they share)
+ *   connect.c  CONNECT: answered at once, finished in the state page
+ *   listener.c ACCEPT: one backend ACCEPT ahead per listener, parked
+ *              connections, the client's ACCEPT takes one
  */
 #ifndef PVC_FRONTD_H
 #define PVC_FRONTD_H
@@ -37,8 +40,9 @@
 #define FRONTD_DRAIN_TIMEOUT_MS 30000
 #define FRONTD_CONNECT_TIMEOUT_MS 10000
 #define FRONTD_CMD_SLOTS 32u
-/* ACCEPT may wait for ever: it gets at most this many slots, so that
- * short commands always find one. */
+/* An ACCEPT may wait for ever (every listener keeps one outstanding):
+ * ACCEPTs get at most this many slots, so that short commands always
+ * find one. */
 #define FRONTD_ACCEPT_SLOTS 24u
 /* fds in one reply: token, ring, state page, channel. */
 #define FRONTD_MAX_REPLY_FDS (3 + PVC_HANDOFF_MAX_FDS)
@@ -75,6 +79,18 @@ struct fd_sock;
 struct fd_cmd;
 struct frontd;
 
+/* A connection the backend accepted for a listener, waiting for a client's
+ * ACCEPT; or (err != 0) a backend ACCEPT error, reported once. */
+struct fd_parked {
+    int32_t err;
+    uint64_t id;              /* the new socket's PV Calls id */
+    struct fd_ring *ring;
+    int state_fd;
+    uint32_t addrlen;         /* the peer (accept-addr extension) */
+    uint8_t addr[PVC_FD_ADDR_MAX];
+    struct fd_parked *prev, *next;
+};
+
 typedef void (*fd_cmd_done)(struct frontd *d, struct fd_cmd *c,
                             const union xen_pvcalls_sring_entry *rsp);
 
@@ -85,9 +101,12 @@ struct fd_cmd {
     fd_cmd_done done;
     uint32_t op;              /* the client's PVC_FD_* call */
     struct fd_client *client; /* the call it answers; NULL once gone */
-    struct fd_sock *sock;     /* holds sock->pending while in flight */
+    /* Holds sock->pending while in flight, except a listener's ACCEPT:
+     * a listener is released with its ACCEPT outstanding (the backend
+     * answers it first), so that one is detached (NULL) instead. */
+    struct fd_sock *sock;
     struct fd_ring *ring;     /* CONNECT/ACCEPT/RELEASE: the ring */
-    int state_fd;             /* CONNECT/ACCEPT/RELEASE: the state page */
+    int state_fd;             /* ACCEPT/RELEASE: the state page */
     int domain;               /* SOCKET/ACCEPT: the new socket's family */
     struct fd_cmd *next;      /* FIFO */
     UT_hash_handle hh;        /* by req_id, while in flight */
@@ -110,13 +129,21 @@ struct fd_sock {
     int token;                /* our end of the token socketpair */
     struct pvc_watch watch;   /* HUP on token: last holder gone */
     struct fd_ring *ring;     /* connected / accepted sockets */
-    int state_fd;
+    int state_fd;             /* the state page (also of a failed connect) */
+    struct pvc_sock_shared *shared; /* our mapping of it (CONNECT only) */
     struct fd_client *owner;  /* for the per-client limit */
     unsigned pending;         /* commands in flight on it (not ACCEPT) */
     bool connecting, connected, bound, listening;
     bool gone;                /* last holder gone */
     bool draining;
     bool dead;                /* the backend that knew it went away */
+    /* Listeners (listener.c): the backend ACCEPT outstanding (queued or
+     * in flight), the FIFO of parked connections, and whether a byte went
+     * to the token since the client's last ACCEPT request. */
+    struct fd_cmd *accept_cmd;
+    struct fd_parked *parked;
+    unsigned nparked;
+    bool notified;
     int64_t drain_deadline;
     struct fd_sock *dprev, *dnext; /* draining list */
     UT_hash_handle hh;
@@ -174,6 +201,9 @@ void cmd_submit(struct frontd *d, struct fd_cmd *c);
 void cmd_process(struct frontd *d);
 /* Answer every queued and in-flight command with err. */
 void cmd_fail_all(struct frontd *d, int32_t err);
+/* c is still queued (not sent): take it out and complete it with err
+ * now.  A command in flight is left alone (the backend answers it). */
+void cmd_cancel(struct frontd *d, struct fd_cmd *c, int32_t err);
 /* A client went away: its pending call's result goes nowhere. */
 void cmd_forget_client(struct frontd *d, struct fd_client *cl);
 
@@ -184,6 +214,10 @@ void pool_flush(struct frontd *d);
 void ring_free(struct frontd *d, struct fd_ring *r);
 /* A fresh state page (struct pvc_sock_shared) as a memfd, or -1. */
 int state_page_new(void);
+/* Map a state page read-write (NULL on failure); munmap with
+ * state_page_unmap. */
+struct pvc_sock_shared *state_page_map(int fd);
+void state_page_unmap(struct pvc_sock_shared *st);
 
 /* clients.c */
 int clients_listen(struct frontd *d);
@@ -205,8 +239,12 @@ void sock_cmd_done(struct frontd *d, struct fd_sock *s);
 /* RELEASE a backend socket that no token names (a result nobody took). */
 void sock_release_orphan(struct frontd *d, uint64_t id, struct fd_ring *r,
                          int state_fd);
-/* Backend lost: every ring gets -ECONNRESET and a wake-up. */
+/* Backend lost: every ring gets -ECONNRESET and a wake-up, every
+ * listener drops what it parked and its token gets a byte. */
 void socks_backend_lost(struct frontd *d);
+/* News for the socket's holders: one byte on our end of the token
+ * (include/pvc/frontd_proto.h, "Token readiness"), never blocking. */
+void sock_notify(struct fd_sock *s);
 /* Drain deadlines: ms until the next one (-1: none); release expired. */
 int socks_next_timeout(struct frontd *d);
 void socks_expire(struct frontd *d);
@@ -218,6 +256,36 @@ void sock_client_gone(struct frontd *d, struct fd_client *cl);
  * (owned by the handler). */
 void ops_dispatch(struct frontd *d, struct fd_client *cl,
                   const struct pvc_fd_req *req, int tokfd);
+bool ops_has_ext(struct frontd *d, unsigned bit);
+/* The length to send for the request's address on socket s, or a
+ * negative errno. */
+int32_t ops_check_addr(struct frontd *d, const struct fd_sock *s,
+                       const struct pvc_fd_req *req);
+/* The ring order to use for a client's wish (0: the default). */
+unsigned ops_ring_order(struct frontd *d, uint32_t want);
+/* Answer cl with rsp and a ring's fds ([token if >= 0], ring pages, state
+ * page, channel).  0 once answered (or the client dropped), or a negative
+ * errno with nothing sent (the platform could not hand the ring over). */
+int ops_reply_ring(struct frontd *d, struct fd_client *cl,
+                   struct pvc_fd_rsp *rsp, int token, struct fd_ring *r,
+                   int state_fd);
+
+/* connect.c */
+/* CONNECT on s: 0 once answered -EINPROGRESS, or a negative errno. */
+int32_t connect_start(struct frontd *d, struct fd_client *cl,
+                      struct fd_sock *s, const struct pvc_fd_req *req);
+
+/* listener.c */
+/* LISTEN succeeded on s: keep a backend ACCEPT outstanding from now on. */
+void listener_start(struct frontd *d, struct fd_sock *s);
+/* The client's ACCEPT on listener s: 0 once answered, or a negative
+ * errno to answer. */
+int32_t listener_take(struct frontd *d, struct fd_client *cl,
+                      struct fd_sock *s);
+/* s is being released: RELEASE what it parked, forget its ACCEPT. */
+void listener_close(struct frontd *d, struct fd_sock *s);
+/* The backend went away: drop what s parked (nothing to RELEASE). */
+void listener_backend_lost(struct frontd *d, struct fd_sock *s);
 
 int64_t frontd_now_ms(void);
 

@@ -4,6 +4,7 @@
  * extension, the way Linux would answer), and forward the rest as a
  * command whose completion answers the client.  Every per-socket request
  * carries the socket's token fd as proof that the caller holds it.
+ * CONNECT (connect.c) and ACCEPT (listener.c) never wait for the backend.
  */
 #include "frontd.h"
 
@@ -20,7 +21,7 @@
 
 /* ---- helpers --------------------------------------------------------- */
 
-static bool has_ext(struct frontd *d, unsigned bit)
+bool ops_has_ext(struct frontd *d, unsigned bit)
 {
     return d->connected && (d->fe.ext_enabled & bit);
 }
@@ -65,8 +66,8 @@ static struct fd_cmd *call_cmd(struct fd_client *cl, struct fd_sock *s,
 /* Check a socket address from the client against the socket's family;
  * the length to send (16 for IPv4, as Linux's backend insists), or a
  * negative errno. */
-static int32_t check_addr(struct frontd *d, const struct fd_sock *s,
-                          const struct pvc_fd_req *req)
+int32_t ops_check_addr(struct frontd *d, const struct fd_sock *s,
+                       const struct pvc_fd_req *req)
 {
     sa_family_t family;
     if (req->addrlen < sizeof(family) || req->addrlen > PVC_FD_ADDR_MAX)
@@ -77,14 +78,14 @@ static int32_t check_addr(struct frontd *d, const struct fd_sock *s,
     if (family == AF_INET)
         return req->addrlen < sizeof(struct sockaddr_in)
                    ? -EINVAL : (int32_t)sizeof(struct sockaddr_in);
-    if (family == AF_INET6 && has_ext(d, PVC_EXT_IPV6))
+    if (family == AF_INET6 && ops_has_ext(d, PVC_EXT_IPV6))
         /* 24: an RFC 2133 sockaddr_in6 without scope id. */
         return req->addrlen < 24 ? -EINVAL
                                  : (int32_t)sizeof(struct sockaddr_in6);
     return -EAFNOSUPPORT;
 }
 
-static unsigned ring_order(struct frontd *d, uint32_t want)
+unsigned ops_ring_order(struct frontd *d, uint32_t want)
 {
     unsigned order = want ? want : d->order;
     if (order < 1)
@@ -94,22 +95,18 @@ static unsigned ring_order(struct frontd *d, uint32_t want)
     return order;
 }
 
-/* Reply with a ring: fds [token?], ring pages, state page, channel. */
-static void reply_ring(struct frontd *d, struct fd_client *cl,
-                       struct pvc_fd_rsp *rsp, int token, struct fd_ring *r,
-                       int state_fd)
+int ops_reply_ring(struct frontd *d, struct fd_client *cl,
+                   struct pvc_fd_rsp *rsp, int token, struct fd_ring *r,
+                   int state_fd)
 {
     struct pvc_grant_handoff gh;
     struct pvc_evtchn_handoff eh;
-    if (pvc_grant_handoff(d->plat, r->pages, &gh) < 0) {
-        client_reply_err(d, cl, rsp->op, -errno);
-        return;
-    }
+    if (pvc_grant_handoff(d->plat, r->pages, &gh) < 0)
+        return -errno;
     if (pvc_evtchn_handoff(r->evtchn, &eh) < 0) {
         int err = errno;
         close(gh.fd);
-        client_reply_err(d, cl, rsp->op, -err);
-        return;
+        return -err;
     }
     int fds[FRONTD_MAX_REPLY_FDS];
     unsigned n = 0;
@@ -128,6 +125,7 @@ static void reply_ring(struct frontd *d, struct fd_client *cl,
     close(gh.fd);
     for (int i = 0; i < eh.nfds && i < PVC_HANDOFF_MAX_FDS; i++)
         close(eh.fds[i]);
+    return 0;
 }
 
 static struct pvc_fd_rsp rsp_for(const struct fd_cmd *c, int32_t ret)
@@ -193,7 +191,7 @@ static int32_t op_socket(struct frontd *d, struct fd_client *cl,
     if (req->domain != AF_INET && req->domain != AF_INET6)
         return -EAFNOSUPPORT;
     if (req->domain == AF_INET6 && d->connected &&
-        !has_ext(d, PVC_EXT_IPV6))
+        !ops_has_ext(d, PVC_EXT_IPV6))
         return -EAFNOSUPPORT;
     if (req->type != SOCK_STREAM)
         return -EPROTONOSUPPORT;
@@ -216,70 +214,7 @@ static int32_t op_socket(struct frontd *d, struct fd_client *cl,
     return 0;
 }
 
-/* ---- CONNECT, BIND, LISTEN ------------------------------------------- */
-
-static void connect_done(struct frontd *d, struct fd_cmd *c,
-                         const union xen_pvcalls_sring_entry *e)
-{
-    struct fd_sock *s = c->sock;
-    int32_t ret = e->rsp.ret;
-    s->connecting = false;
-    if (ret == 0 && !s->dead) {
-        s->ring = c->ring;
-        s->state_fd = c->state_fd;
-        s->connected = true;
-        if (c->client) {
-            struct pvc_fd_rsp rsp = rsp_for(c, 0);
-            reply_ring(d, c->client, &rsp, -1, s->ring, s->state_fd);
-        }
-    } else {
-        /* The backend may have mapped the ring before failing: never
-         * reuse it. */
-        ring_free(d, c->ring);
-        close(c->state_fd);
-        if (c->client)
-            client_reply_err(d, c->client, c->op, ret ? ret : -ECONNRESET);
-    }
-    sock_cmd_done(d, s);
-}
-
-static int32_t op_connect(struct frontd *d, struct fd_client *cl,
-                          struct fd_sock *s, const struct pvc_fd_req *req)
-{
-    if (s->connected || s->listening)
-        return -EISCONN;
-    if (s->connecting)
-        return -EALREADY;
-    int32_t len = check_addr(d, s, req);
-    if (len < 0)
-        return len;
-    struct fd_ring *r = pool_take(d, ring_order(d, req->order));
-    if (!r)
-        return -ENOMEM;
-    int state_fd = state_page_new();
-    struct fd_cmd *c = state_fd < 0 ? NULL
-                       : call_cmd(cl, s, PVC_FD_CONNECT, PVCALLS_CONNECT,
-                                  connect_done);
-    if (!c) {
-        ring_free(d, r);
-        if (state_fd >= 0)
-            close(state_fd);
-        return -ENOMEM;
-    }
-    c->ring = r;
-    c->state_fd = state_fd;
-    c->req.u.connect.id = s->id;
-    memcpy(c->req.u.connect.addr, req->addr, (size_t)len < req->addrlen
-                                                 ? (size_t)len
-                                                 : req->addrlen);
-    c->req.u.connect.len = (uint32_t)len;
-    c->req.u.connect.flags = 0;
-    c->req.u.connect.ref = r->refs[0];
-    c->req.u.connect.evtchn = pvc_evtchn_port(r->evtchn);
-    s->connecting = true;
-    cmd_submit(d, c);
-    return 0;
-}
+/* ---- BIND, LISTEN --------------------------------------------------- */
 
 /* BIND, LISTEN and the extension commands that answer only ret. */
 static void simple_done(struct frontd *d, struct fd_cmd *c,
@@ -289,10 +224,10 @@ static void simple_done(struct frontd *d, struct fd_cmd *c,
     int32_t ret = e->rsp.ret;
     if (ret == 0 && c->req.cmd == PVCALLS_BIND)
         s->bound = true;
-    if (ret == 0 && c->req.cmd == PVCALLS_LISTEN)
-        s->listening = true;
     if (c->client)
         client_reply_err(d, c->client, c->op, ret);
+    if (ret == 0 && c->req.cmd == PVCALLS_LISTEN)
+        listener_start(d, s);
     sock_cmd_done(d, s);
 }
 
@@ -301,7 +236,7 @@ static int32_t op_bind(struct frontd *d, struct fd_client *cl,
 {
     if (s->bound || s->connected || s->connecting || s->listening)
         return -EINVAL;
-    int32_t len = check_addr(d, s, req);
+    int32_t len = ops_check_addr(d, s, req);
     if (len < 0)
         return len;
     struct fd_cmd *c = call_cmd(cl, s, PVC_FD_BIND, PVCALLS_BIND,
@@ -331,92 +266,6 @@ static int32_t op_listen(struct frontd *d, struct fd_client *cl,
     return 0;
 }
 
-/* ---- ACCEPT ---------------------------------------------------------- */
-
-static void accept_addr(struct frontd *d, const union xen_pvcalls_sring_entry *e,
-                        struct pvc_fd_rsp *rsp)
-{
-    if (!has_ext(d, PVC_EXT_ACCEPT_ADDR))
-        return;
-    struct pvc_ext_addr_rsp ar;
-    memcpy(&ar, e, sizeof(ar));
-    if (ar.len <= PVC_FD_ADDR_MAX) {
-        rsp->addrlen = ar.len;
-        memcpy(rsp->addr, ar.addr, ar.len);
-    }
-}
-
-static void accept_done(struct frontd *d, struct fd_cmd *c,
-                        const union xen_pvcalls_sring_entry *e)
-{
-    uint64_t id = c->req.u.accept.id_new;
-    int32_t ret = e->rsp.ret;
-    if (ret != 0) {
-        ring_free(d, c->ring);
-        close(c->state_fd);
-        if (c->client)
-            client_reply_err(d, c->client, c->op, ret);
-        return;
-    }
-    if (!c->client) {
-        pvc_debug("accepted socket %llu has nobody to take it: releasing",
-                  (unsigned long long)id);
-        sock_release_orphan(d, id, c->ring, c->state_fd);
-        return;
-    }
-    int app_end;
-    struct fd_sock *s = sock_new(d, id, c->domain, &app_end);
-    if (!s) {
-        int err = errno;
-        sock_release_orphan(d, id, c->ring, c->state_fd);
-        client_reply_err(d, c->client, c->op, -err);
-        return;
-    }
-    s->ring = c->ring;
-    s->state_fd = c->state_fd;
-    s->connected = true;
-    s->owner = c->client;
-    c->client->nsocks++;
-    struct pvc_fd_rsp rsp = rsp_for(c, 0);
-    rsp.ino = s->ino;
-    accept_addr(d, e, &rsp);
-    reply_ring(d, c->client, &rsp, app_end, s->ring, s->state_fd);
-    close(app_end);
-}
-
-static int32_t op_accept(struct frontd *d, struct fd_client *cl,
-                         struct fd_sock *s)
-{
-    if (!s->listening)
-        return -EINVAL;
-    if (cl->nsocks >= FRONTD_MAX_SOCKS_PER_CLIENT)
-        return -EMFILE;
-    struct fd_ring *r = pool_take(d, d->order);
-    if (!r)
-        return -ENOMEM;
-    int state_fd = state_page_new();
-    /* Not counted in s->pending: a listener is released with accepts
-     * pending (the backend answers them first). */
-    struct fd_cmd *c = state_fd < 0 ? NULL
-                       : call_cmd(cl, NULL, PVC_FD_ACCEPT, PVCALLS_ACCEPT,
-                                  accept_done);
-    if (!c) {
-        ring_free(d, r);
-        if (state_fd >= 0)
-            close(state_fd);
-        return -ENOMEM;
-    }
-    c->ring = r;
-    c->state_fd = state_fd;
-    c->domain = s->domain;
-    c->req.u.accept.id = s->id;
-    c->req.u.accept.id_new = ++d->next_sock_id;
-    c->req.u.accept.ref = r->refs[0];
-    c->req.u.accept.evtchn = pvc_evtchn_port(r->evtchn);
-    cmd_submit(d, c);
-    return 0;
-}
-
 /* ---- extension commands ---------------------------------------------- */
 
 static int32_t op_shutdown(struct frontd *d, struct fd_client *cl,
@@ -426,7 +275,7 @@ static int32_t op_shutdown(struct frontd *d, struct fd_client *cl,
         return -EINVAL;
     if (!s->connected)
         return -ENOTCONN;
-    if (!has_ext(d, PVC_EXT_SHUTDOWN))
+    if (!ops_has_ext(d, PVC_EXT_SHUTDOWN))
         return -EOPNOTSUPP;
     struct fd_cmd *c = call_cmd(cl, s, PVC_FD_SHUTDOWN, PVCALLS_EXT_SHUTDOWN,
                                 simple_done);
@@ -459,7 +308,7 @@ static void sockname_done(struct frontd *d, struct fd_cmd *c,
 static int32_t op_sockname(struct frontd *d, struct fd_client *cl,
                            struct fd_sock *s, uint32_t op)
 {
-    if (!has_ext(d, PVC_EXT_SOCKNAME))
+    if (!ops_has_ext(d, PVC_EXT_SOCKNAME))
         return -EOPNOTSUPP;
     uint32_t cmd = op == PVC_FD_GETSOCKNAME ? PVCALLS_EXT_GETSOCKNAME
                                             : PVCALLS_EXT_GETPEERNAME;
@@ -493,7 +342,7 @@ static void getsockopt_done(struct frontd *d, struct fd_cmd *c,
 static int32_t op_sockopt(struct frontd *d, struct fd_client *cl,
                           struct fd_sock *s, const struct pvc_fd_req *req)
 {
-    if (!has_ext(d, PVC_EXT_SOCKOPT))
+    if (!ops_has_ext(d, PVC_EXT_SOCKOPT))
         return -ENOPROTOOPT;
     if (req->optlen > PVC_FD_OPT_MAX)
         return -EINVAL;
@@ -528,13 +377,13 @@ static int32_t on_socket(struct frontd *d, struct fd_client *cl,
         return -ENETDOWN;
     switch (req->op) {
     case PVC_FD_CONNECT:
-        return op_connect(d, cl, s, req);
+        return connect_start(d, cl, s, req);
     case PVC_FD_BIND:
         return op_bind(d, cl, s, req);
     case PVC_FD_LISTEN:
         return op_listen(d, cl, s, req);
     case PVC_FD_ACCEPT:
-        return op_accept(d, cl, s);
+        return listener_take(d, cl, s);
     case PVC_FD_SHUTDOWN:
         return op_shutdown(d, cl, s, req);
     case PVC_FD_GETSOCKNAME:

@@ -95,6 +95,19 @@ static int init_shared_mutex(pthread_mutex_t *m)
     return rc ? -1 : 0;
 }
 
+struct pvc_sock_shared *state_page_map(int fd)
+{
+    void *st = mmap(NULL, PVC_PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED,
+                    fd, 0);
+    return st == MAP_FAILED ? NULL : st;
+}
+
+void state_page_unmap(struct pvc_sock_shared *st)
+{
+    if (st)
+        munmap(st, PVC_PAGE_SIZE);
+}
+
 int state_page_new(void)
 {
     int fd = memfd_create("pvcalls-sock-state", MFD_CLOEXEC);
@@ -102,13 +115,11 @@ int state_page_new(void)
         return -1;
     if (ftruncate(fd, PVC_PAGE_SIZE) < 0)
         goto fail;
-    struct pvc_sock_shared *st = mmap(NULL, PVC_PAGE_SIZE,
-                                      PROT_READ | PROT_WRITE, MAP_SHARED,
-                                      fd, 0);
-    if (st == MAP_FAILED)
+    struct pvc_sock_shared *st = state_page_map(fd);
+    if (!st)
         goto fail;
     int rc = init_shared_mutex(&st->rx_lock) | init_shared_mutex(&st->tx_lock);
-    munmap(st, PVC_PAGE_SIZE);
+    state_page_unmap(st);
     if (rc == 0)
         return fd;
     errno = ENOMEM;

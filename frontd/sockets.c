@@ -2,13 +2,24 @@
  * The socket table and each socket's end of life.
  *
  * Every socket's app-visible fd is one end of a socketpair whose other
- * end (the token) we keep in the loop; nothing is ever written on it, so
- * it reports HUP exactly when the kernel drops the last reference to the
- * app's end: close, exit, SIGKILL, in whichever process held it last.
- * Then: wait for the commands in flight on the socket, let the `out` ring
- * drain (the daemon is now the channel's only user, so it may consume its
- * events; bounded by FRONTD_DRAIN_TIMEOUT_MS), send RELEASE, and free the
- * ring when the backend answers.
+ * end (the token) we keep in the loop, watched for HUP only: it reports
+ * HUP exactly when the kernel drops the last reference to the app's end:
+ * close, exit, SIGKILL, in whichever process held it last.
+ *
+ * Token readiness: we write one byte on our end when a listener or a
+ * connecting socket has news (sock_notify; the rules are in
+ * include/pvc/frontd_proto.h).  The other direction is closed: our end is
+ * shut for reading, so the kernel refuses whatever an app writes into its
+ * token (EPIPE, fds included) and nothing is ever queued on our side.  We
+ * therefore never read our end, and since our shut end is permanently
+ * "readable" (RDHUP|IN), the watch must stay HUP-only: asking for IN
+ * would wake the loop for ever.
+ *
+ * After the hang-up: wait for the commands in flight on the socket, let
+ * the `out` ring drain (the daemon is now the channel's only user, so it
+ * may consume its events; bounded by FRONTD_DRAIN_TIMEOUT_MS), RELEASE
+ * what a listener parked, send RELEASE, and free the ring when the
+ * backend answers.
  */
 #include "frontd.h"
 
@@ -68,6 +79,7 @@ static void sock_free(struct frontd *d, struct fd_sock *s)
     pvc_loop_del(d->loop, &s->watch);
     if (s->token >= 0)
         close(s->token);
+    state_page_unmap(s->shared);
     if (s->owner && s->owner->nsocks > 0)
         s->owner->nsocks--;
     pvc_loop_defer_free(d->loop, s, free);
@@ -80,6 +92,7 @@ static void sock_finish(struct frontd *d, struct fd_sock *s)
               (unsigned long long)s->ino);
     if (s->ring)
         pvc_loop_del(d->loop, &s->ring->watch);
+    listener_close(d, s);
     if (s->dead) {
         ring_free(d, s->ring);
         if (s->state_fd >= 0)
@@ -146,8 +159,9 @@ static void on_token(void *ctx, uint32_t events)
 {
     struct fd_sock *s = ctx;
     struct frontd *d = s->d;
-    /* EPOLLHUP only: the app's end is gone from every process.  (A
-     * shutdown() that bypassed the shim raises RDHUP/IN, not HUP.) */
+    /* EPOLLHUP only: the app's end is gone from every process.  (Our end
+     * is shut for reading, so RDHUP/IN are always up and never asked
+     * for; a shutdown(SHUT_WR) that bypassed the shim changes nothing.) */
     if (!(events & (EPOLLHUP | EPOLLERR)))
         return;
     pvc_loop_del(d->loop, &s->watch);
@@ -172,8 +186,9 @@ struct fd_sock *sock_new(struct frontd *d, uint64_t id, int domain,
     }
     /* Our end refuses data: an app that writes to its socket without the
      * shim (a static binary, a raw syscall) gets EPIPE, never a silent
-     * success.  Only the receive side: shutting our send side too would
-     * make our end report HUP at once. */
+     * success.  Only the receive side: our send side carries the
+     * readiness bytes, and shutting it too would make our end report HUP
+     * at once. */
     struct stat st;
     if (shutdown(sv[0], SHUT_RD) < 0 || fstat(sv[1], &st) < 0 ||
         pvc_loop_add(d->loop, &s->watch, sv[0], EPOLLHUP, on_token, s) < 0) {
@@ -193,6 +208,18 @@ struct fd_sock *sock_new(struct frontd *d, uint64_t id, int domain,
     HASH_ADD(hh, d->socks, ino, sizeof(uint64_t), s);
     *client_end = sv[1];
     return s;
+}
+
+void sock_notify(struct fd_sock *s)
+{
+    if (s->token < 0)
+        return;
+    /* EAGAIN: the app's end holds unread bytes, so it is readable
+     * already; any other failure means the app's end is going away. */
+    if (send(s->token, "!", 1, MSG_DONTWAIT | MSG_NOSIGNAL) < 0 &&
+        errno != EAGAIN)
+        pvc_debug("socket %llu: token byte: %s", (unsigned long long)s->id,
+                  strerror(errno));
 }
 
 struct fd_sock *sock_find(struct frontd *d, uint64_t ino)
@@ -238,6 +265,13 @@ void socks_backend_lost(struct frontd *d)
         s->dead = true;
         if (s->ring)
             reset_ring(s->ring);
+        /* A connecting socket hears from its failed CONNECT (the
+         * command's completion); a listener has no command to speak for
+         * it: its token tells a waiting accept() to ask (-ECONNRESET). */
+        if (s->listening) {
+            listener_backend_lost(d, s);
+            sock_notify(s);
+        }
     }
     /* Sockets whose last holder is gone need no RELEASE any more. */
     struct fd_sock *dtmp;

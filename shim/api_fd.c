@@ -1,8 +1,10 @@
 /*
  * fd bookkeeping: every way a program creates or drops an fd number for a
- * managed socket keeps the table in step.  The kernel keeps the token's
- * own reference count (the daemon sees HUP when the last copy anywhere is
- * gone), so here we only map numbers to objects.
+ * managed socket or a tracked epoll fd keeps the table in step.  The
+ * kernel keeps the token's own reference count (the daemon sees HUP when
+ * the last copy anywhere is gone), so here we only map numbers to objects;
+ * the table notices an object's last number going (its epoll sets then
+ * drop it, fdt_set_closed).
  *
  * An entry is removed before the kernel closes the number: afterwards
  * another thread may already have been given the same number.
@@ -49,14 +51,15 @@ int close_range(unsigned first, unsigned last, int flags)
     return REAL(close_range)(first, last, flags);
 }
 
-/* newfd now names what oldfd names (or nothing of ours). */
+/* newfd now names what oldfd names (or nothing of ours): a socket, or an
+ * epoll instance (a dup of an epoll fd shares its managed members). */
 static void mirror(int oldfd, int newfd)
 {
     shim_daemon_fd_closed(newfd);
-    struct shim_sock *s = shim_sock_get(oldfd);
-    if (s) {
-        fdt_set(newfd, &s->head);
-        shim_sock_put(s);
+    struct fdt_obj *obj = fdt_get_kind(oldfd, FDT_ANY);
+    if (obj) {
+        fdt_set(newfd, obj);
+        fdt_put(obj);
     } else {
         fdt_remove(newfd);
     }

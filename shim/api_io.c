@@ -238,13 +238,52 @@ ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 
 #define UIO_MAXIOV_MMSG 1024u
 
+/* recvmmsg's timeout, as Linux keeps it: checked after each message
+ * (so a call can still block waiting for the first), and the time left
+ * written back at the end. */
+struct mmsg_timeout {
+    struct timespec *user; /* NULL: none */
+    int64_t end_ns;
+};
+
+static int mmsg_timeout_start(struct mmsg_timeout *t, struct timespec *user)
+{
+    t->user = user;
+    if (!user)
+        return 0;
+    struct timespec ts;
+    if (shim_copy_from_user(&ts, user, sizeof(ts)) != sizeof(ts))
+        return -EFAULT;
+    if (ts.tv_sec < 0 || ts.tv_nsec < 0 || ts.tv_nsec >= 1000000000)
+        return -EINVAL;
+    t->end_ns = shim_now_ns() + ts.tv_sec * 1000000000 + ts.tv_nsec;
+    return 0;
+}
+
+/* After a message: has the time run out?  (The time left goes back to
+ * the caller.) */
+static bool mmsg_timeout_expired(struct mmsg_timeout *t)
+{
+    if (!t->user)
+        return false;
+    int64_t left = t->end_ns - shim_now_ns();
+    if (left < 0)
+        left = 0;
+    struct timespec ts = { left / 1000000000, left % 1000000000 };
+    shim_copy_to_user(t->user, &ts, sizeof(ts));
+    return left == 0;
+}
+
 /* sendmmsg/recvmmsg: one message after another; an error after the first
  * ends the batch (the error stays pending on a real socket; here the next
- * call reports it again from the ring).  recvmmsg's timeout is not
- * supported (blocking semantics only in this issue). */
+ * call reports it again from the ring). */
 static int mmsg_call(int fd, struct mmsghdr *vec, unsigned vlen, int flags,
-                     bool tx)
+                     bool tx, struct timespec *timeout)
 {
+    struct mmsg_timeout t;
+    int err = mmsg_timeout_start(&t, tx ? NULL : timeout);
+    if (err)
+        return (int)fail(-err);
     if (vlen > UIO_MAXIOV_MMSG)
         vlen = UIO_MAXIOV_MMSG;
     unsigned done = 0;
@@ -262,6 +301,8 @@ static int mmsg_call(int fd, struct mmsghdr *vec, unsigned vlen, int flags,
             return done ? (int)done : (int)fail(-EFAULT);
         if (!tx && r == 0)
             return (int)done + 1; /* EOF */
+        if (mmsg_timeout_expired(&t))
+            return (int)done + 1;
     }
     return (int)done;
 }
@@ -270,7 +311,7 @@ int sendmmsg(int fd, struct mmsghdr *vec, unsigned vlen, int flags)
 {
     if (shim_in_shim || !fdt_has(fd))
         return REAL(sendmmsg)(fd, vec, vlen, flags);
-    return mmsg_call(fd, vec, vlen, flags, true);
+    return mmsg_call(fd, vec, vlen, flags, true, NULL);
 }
 
 int recvmmsg(int fd, struct mmsghdr *vec, unsigned vlen, int flags,
@@ -278,7 +319,7 @@ int recvmmsg(int fd, struct mmsghdr *vec, unsigned vlen, int flags,
 {
     if (shim_in_shim || !fdt_has(fd))
         return REAL(recvmmsg)(fd, vec, vlen, flags, timeout);
-    return mmsg_call(fd, vec, vlen, flags, false);
+    return mmsg_call(fd, vec, vlen, flags, false, timeout);
 }
 
 /* ---- sendfile (file -> managed socket) ----------------------------- */

@@ -37,13 +37,39 @@ static int give_int(void *uval, socklen_t *ulen, socklen_t len, int v)
     return 0;
 }
 
+/* SO_RCVTIMEO/SO_SNDTIMEO (either ABI): kept by the kernel on the token
+ * itself, which validates them exactly as for any socket and shares them
+ * with every holder of the open file; the shim caches the value for its
+ * waits (conn.c, data.c, accept). */
+static bool timeo_opt(int level, int name)
+{
+    return level == SOL_SOCKET &&
+           (name == SO_RCVTIMEO_OLD || name == SO_RCVTIMEO_NEW ||
+            name == SO_SNDTIMEO_OLD || name == SO_SNDTIMEO_NEW);
+}
+
+static void cache_timeo(struct shim_sock *s, int fd, int name)
+{
+    bool rcv = name == SO_RCVTIMEO_OLD || name == SO_RCVTIMEO_NEW;
+    struct timeval tv;
+    socklen_t len = sizeof(tv);
+    if (REAL(getsockopt)(fd, SOL_SOCKET, rcv ? SO_RCVTIMEO_OLD
+                                             : SO_SNDTIMEO_OLD,
+                         &tv, &len) < 0)
+        return;
+    int64_t ns = (int64_t)tv.tv_sec * 1000000000 + tv.tv_usec * 1000;
+    atomic_store(rcv ? &s->rcvtimeo_ns : &s->sndtimeo_ns, ns);
+}
+
 /* 1: answered locally into *v; 0: not ours. */
-static int local_opt(struct shim_sock *s, int level, int name, int *v)
+static int local_opt(struct shim_sock *s, int fd, int level, int name,
+                     int *v)
 {
     if (level != SOL_SOCKET)
         return 0;
     switch (name) {
     case SO_ERROR:
+        shim_conn_settle(s, fd);
         *v = -atomic_exchange(&s->so_error, 0);
         if (!*v && s->shared)
             *v = -__atomic_exchange_n(&s->shared->so_error, 0,
@@ -105,7 +131,7 @@ static int do_getsockopt(struct shim_sock *s, int fd, int level, int name,
     if ((int)len < 0)
         return -EINVAL;
     int v;
-    if (local_opt(s, level, name, &v))
+    if (local_opt(s, fd, level, name, &v))
         return give_int(uval, ulen, len, v);
     if (!have_sockopt_ext())
         return -ENOPROTOOPT;
@@ -130,8 +156,11 @@ static int do_getsockopt(struct shim_sock *s, int fd, int level, int name,
 int getsockopt(int fd, int level, int name, void *val, socklen_t *len)
 {
     struct shim_sock *s = shim_in_shim ? NULL : shim_sock_get(fd);
-    if (!s)
+    if (!s || timeo_opt(level, name)) {
+        if (s)
+            shim_sock_put(s);
         return REAL(getsockopt)(fd, level, name, val, len);
+    }
     int err = do_getsockopt(s, fd, level, name, val, len);
     shim_sock_put(s);
     return err ? fail(-err) : 0;
@@ -172,6 +201,15 @@ int setsockopt(int fd, int level, int name, const void *val, socklen_t len)
     struct shim_sock *s = shim_in_shim ? NULL : shim_sock_get(fd);
     if (!s)
         return REAL(setsockopt)(fd, level, name, val, len);
+    if (timeo_opt(level, name)) {
+        int r = REAL(setsockopt)(fd, level, name, val, len);
+        int saved = errno;
+        if (r == 0)
+            cache_timeo(s, fd, name);
+        shim_sock_put(s);
+        errno = saved;
+        return r;
+    }
     int err = do_setsockopt(s, fd, level, name, val, len);
     shim_sock_put(s);
     return err ? fail(-err) : 0;

@@ -3,11 +3,11 @@
  * accept/accept4, shutdown.  Sockets we do not carry, and fds that are
  * not ours, go to libc untouched.
  *
- * Non-blocking connect and accept are the next issue's: a non-blocking
- * connect here completes before returning (0 or the connect error, which
- * POSIX allows and programs handle), and accept on a non-blocking listener
- * fails with EAGAIN (we cannot yet tell whether a connection is waiting
- * without blocking).
+ * Neither connect nor accept blocks inside the daemon: connect's state
+ * machine is conn.c's; accept asks the daemon for a connection it has
+ * already accepted from the backend and, if none is there, waits for the
+ * listener's token to become readable (frontd_proto.h, "Token
+ * readiness").
  */
 #include "shim.h"
 
@@ -180,24 +180,8 @@ static int do_connect(struct shim_sock *s, int fd,
 {
     struct pvc_fd_req req = { .op = PVC_FD_CONNECT, .ino = s->ino };
     int err = take_addr(s, addr, len, &req);
-    if (err)
-        return err;
-    int prev = atomic_load(&s->state);
-    if (prev == SHIM_CONNECTED || prev == SHIM_LISTENING)
-        return -EISCONN;
-    if (prev == SHIM_CONNECTING ||
-        !atomic_compare_exchange_strong(&s->state, &prev, SHIM_CONNECTING))
-        return -EALREADY;
-    struct pvc_fd_rsp rsp;
-    int fds[SHIM_MAX_RX_FDS], nfds;
-    err = shim_daemon_call(&req, fd, &rsp, fds, &nfds);
-    if (!err && rsp.ret < 0)
-        err = rsp.ret;
     if (!err)
-        err = shim_sock_attach(s, &rsp, fds, nfds, 0);
-    else
-        close_all(fds, nfds);
-    atomic_store(&s->state, err ? prev : SHIM_CONNECTED);
+        err = shim_connect(s, fd, &req);
     shim_log("connect(%d) = %s", fd, err ? strerror(-err) : "0");
     return err;
 }
@@ -297,6 +281,35 @@ static int sockname_call(struct shim_sock *s, int fd, uint32_t op,
     return err;
 }
 
+/* One connection the daemon has accepted for this listener: 0 (rsp and
+ * fds set) or -errno; blocks as accept(2) does unless fd is non-blocking
+ * (SO_RCVTIMEO bounds the wait: EAGAIN). */
+static int ask_accept(struct shim_sock *s, int fd, struct pvc_fd_rsp *rsp,
+                      int fds[SHIM_MAX_RX_FDS], int *nfds)
+{
+    int64_t deadline = shim_deadline(atomic_load(&s->rcvtimeo_ns));
+    for (;;) {
+        /* Drain before asking: the daemon writes again after our request
+         * if connections remain, so no notice is lost. */
+        shim_token_drain(fd);
+        struct pvc_fd_req req = { .op = PVC_FD_ACCEPT, .ino = s->ino };
+        int err = shim_daemon_call(&req, fd, rsp, fds, nfds);
+        if (!err && rsp->ret < 0)
+            err = rsp->ret;
+        if (!err && *nfds < 1)
+            err = -EPROTO;
+        if (!err)
+            return 0;
+        close_all(fds, *nfds);
+        *nfds = 0;
+        if (err != -EAGAIN || shim_fd_nonblock(fd))
+            return err;
+        err = shim_wait(s, fd, deadline);
+        if (err)
+            return err == -ETIMEDOUT ? -EAGAIN : err;
+    }
+}
+
 /* The accepted socket: token, ring and peer address. */
 static int do_accept(struct shim_sock *s, int fd, struct sockaddr *addr,
                      socklen_t *alen, int flags)
@@ -312,24 +325,12 @@ static int do_accept(struct shim_sock *s, int fd, struct sockaddr *addr,
         if ((int)len < 0)
             return -EINVAL;
     }
-    if (shim_fd_nonblock(fd)) {
-        shim_log("accept(%d): non-blocking listeners are not supported yet: "
-                 "EAGAIN", fd);
-        return -EAGAIN;
-    }
-    struct pvc_fd_req req = { .op = PVC_FD_ACCEPT, .ino = s->ino,
-                              .flags = flags };
+    int nfds;
+    int fds[SHIM_MAX_RX_FDS];
     struct pvc_fd_rsp rsp;
-    int fds[SHIM_MAX_RX_FDS], nfds;
-    int err = shim_daemon_call(&req, fd, &rsp, fds, &nfds);
-    if (!err && rsp.ret < 0)
-        err = rsp.ret;
-    if (!err && nfds < 1)
-        err = -EPROTO;
-    if (err) {
-        close_all(fds, nfds);
+    int err = ask_accept(s, fd, &rsp, fds, &nfds);
+    if (err)
         return err;
-    }
     int token = fds[0];
     struct shim_sock *ns = shim_sock_new(rsp.ino, s->domain);
     err = ns ? shim_sock_attach(ns, &rsp, fds, nfds, 1) : -ENOMEM;

@@ -1,5 +1,5 @@
 /*
- * stdio and epoll on managed sockets.
+ * stdio on managed sockets.
  *
  * fdopen(): glibc's FILE reads and writes through its internal
  * __read/__write, which no preload can see, so a FILE made by libc's
@@ -9,11 +9,7 @@
  * and set its file number so that fileno() answers as for any fdopen()ed
  * stream.
  *
- * epoll: registering a managed socket would register the token, which
- * never reports readiness, so an epoll-driven program would wait forever.
- * Until the event-loop issue carries epoll, epoll_ctl() refuses managed
- * sockets with EPERM, what Linux answers for a file that epoll cannot
- * watch: the program fails clearly instead of hanging.
+ * (epoll on managed sockets is epoll*.c's.)
  */
 #include "shim.h"
 
@@ -21,7 +17,6 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/epoll.h>
 #include <unistd.h>
 
 static ssize_t cookie_read(void *cookie, char *buf, size_t size)
@@ -74,16 +69,4 @@ FILE *fdopen(int fd, const char *mode)
         shim_log("fdopen(%d): stdio carried over PV Calls", fd);
     }
     return fp;
-}
-
-int epoll_ctl(int epfd, int op, int fd, struct epoll_event *event)
-{
-    if (!shim_in_shim && op != EPOLL_CTL_DEL && fdt_has(fd)) {
-        shim_log("epoll_ctl(%d, fd %d): epoll on PV Calls sockets is not "
-                 "supported yet: EPERM",
-                 epfd, fd);
-        errno = EPERM;
-        return -1;
-    }
-    return REAL(epoll_ctl)(epfd, op, fd, event);
 }

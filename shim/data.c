@@ -108,6 +108,37 @@ static int tx_error(struct shim_sock *s)
     return 0;
 }
 
+/* A wait's -ETIMEDOUT is SO_RCVTIMEO/SO_SNDTIMEO expiring: EAGAIN. */
+static int wait_error(int err)
+{
+    return err == -ETIMEDOUT ? -EAGAIN : err;
+}
+
+/* Before data can move.  0: connected; a connecting socket is waited
+ * for (blocking) or -EAGAIN.  One whose connect failed gives its error
+ * once, then 1 ("closed": send says EPIPE, recv EOF, as Linux's
+ * tcp_sendmsg/tcp_recvmsg do).  -ENOTCONN: never connected. */
+static int until_connected(struct shim_sock *s, int fd, bool nonblock,
+                           int64_t deadline)
+{
+    int st = shim_conn_settle(s, fd);
+    if (st == SHIM_CONNECTING) {
+        if (nonblock)
+            return -EAGAIN;
+        int err = shim_conn_wait(s, fd, deadline);
+        if (err)
+            return wait_error(err);
+        st = atomic_load(&s->state);
+    }
+    if (st == SHIM_CONNECTED)
+        return 0;
+    if (st == SHIM_REFUSED) {
+        int err = atomic_exchange(&s->so_error, 0);
+        return err ? err : 1;
+    }
+    return -ENOTCONN;
+}
+
 /* One pass: copy what fits.  Returns bytes queued (0: full) or -errno. */
 static ssize_t tx_pass(struct shim_sock *s, struct ucursor *c, size_t left)
 {
@@ -130,15 +161,18 @@ static ssize_t tx_pass(struct shim_sock *s, struct ucursor *c, size_t left)
 ssize_t shim_send_iov(struct shim_sock *s, int fd, const struct iovec *iov,
                       int iovcnt, int flags)
 {
-    if (atomic_load(&s->state) != SHIM_CONNECTED)
-        return send_error(-EPIPE, flags);
+    bool nonblock = (flags & MSG_DONTWAIT) || shim_fd_nonblock(fd);
+    int64_t deadline = shim_deadline(atomic_load(&s->sndtimeo_ns));
+    int err = until_connected(s, fd, nonblock, deadline);
+    if (err)
+        return send_error(err == 1 || err == -ENOTCONN ? -EPIPE : err,
+                          flags);
     size_t total = iov_total(iov, iovcnt), sent = 0;
     if (total == 0)
         return 0;
-    bool nonblock = (flags & MSG_DONTWAIT) || shim_fd_nonblock(fd);
     struct ucursor c = { .iov = iov, .cnt = iovcnt };
     for (;;) {
-        int err = tx_error(s);
+        err = tx_error(s);
         if (err)
             return sent ? (ssize_t)sent : send_error(err, flags);
         ssize_t n = tx_pass(s, &c, total - sent);
@@ -151,9 +185,9 @@ ssize_t shim_send_iov(struct shim_sock *s, int fd, const struct iovec *iov,
             continue; /* short because of a wrap or a bad page? re-check */
         if (nonblock)
             return sent ? (ssize_t)sent : -EAGAIN;
-        err = shim_wait(s, fd, -1);
+        err = shim_wait(s, fd, deadline);
         if (err)
-            return sent ? (ssize_t)sent : err;
+            return sent ? (ssize_t)sent : wait_error(err);
     }
 }
 
@@ -202,14 +236,16 @@ static int rx_empty_verdict(struct shim_sock *s)
 ssize_t shim_recv_iov(struct shim_sock *s, int fd, const struct iovec *iov,
                       int iovcnt, int flags)
 {
-    if (atomic_load(&s->state) != SHIM_CONNECTED)
-        return -ENOTCONN;
+    bool nonblock = (flags & MSG_DONTWAIT) || shim_fd_nonblock(fd);
+    int64_t deadline = shim_deadline(atomic_load(&s->rcvtimeo_ns));
+    int err = until_connected(s, fd, nonblock, deadline);
+    if (err)
+        return err == 1 ? 0 : err;
     size_t total = iov_total(iov, iovcnt), got = 0;
     if (total == 0)
         return 0;
     bool peek = flags & MSG_PEEK;
     bool waitall = (flags & MSG_WAITALL) && !peek;
-    bool nonblock = (flags & MSG_DONTWAIT) || shim_fd_nonblock(fd);
     struct ucursor c = { .iov = iov, .cnt = iovcnt };
     for (;;) {
         ssize_t n = rx_pass(s, &c, total - got, peek);
@@ -227,9 +263,9 @@ ssize_t shim_recv_iov(struct shim_sock *s, int fd, const struct iovec *iov,
             return got ? (ssize_t)got : v;
         if (nonblock)
             return got ? (ssize_t)got : -EAGAIN;
-        int err = shim_wait(s, fd, -1);
+        err = shim_wait(s, fd, deadline);
         if (err)
-            return got ? (ssize_t)got : err;
+            return got ? (ssize_t)got : wait_error(err);
     }
 }
 
@@ -247,14 +283,19 @@ long shim_rx_ready(struct shim_sock *s)
 short shim_poll_mask(struct shim_sock *s, int fd, short events)
 {
     short m = 0;
-    int st = atomic_load(&s->state);
+    int st = shim_conn_settle(s, fd);
     if (st == SHIM_LISTENING) {
-        /* Whether a connection waits is the daemon's to know (next
-         * issue).  A blocking listener is reported readable, so that
-         * poll-then-accept servers work (accept then blocks until one
-         * arrives); a non-blocking one never, since its accept would only
-         * say EAGAIN. */
-        m = shim_fd_nonblock(fd) ? 0 : POLLIN | POLLRDNORM;
+        /* The daemon's notice byte: a connection is parked (or was, and
+         * another holder took it: accept then says EAGAIN, the same
+         * thundering herd as Linux's). */
+        struct pollfd tok = { .fd = fd, .events = POLLIN };
+        if (REAL(poll)(&tok, 1, 0) > 0 && (tok.revents & POLLIN))
+            m = POLLIN | POLLRDNORM;
+    } else if (st == SHIM_REFUSED) {
+        /* Linux's tcp_poll on a socket its connect closed. */
+        m = POLLIN | POLLRDNORM | POLLRDHUP | POLLOUT | POLLWRNORM | POLLHUP;
+        if (atomic_load(&s->so_error))
+            m |= POLLERR;
     } else if (st == SHIM_CREATED || st == SHIM_BOUND) {
         m = POLLOUT | POLLWRNORM | POLLHUP; /* as Linux's tcp_poll */
     } else if (st == SHIM_CONNECTED) {

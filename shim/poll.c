@@ -1,18 +1,28 @@
 /*
- * poll/ppoll/select/pselect over sets that hold managed sockets.
+ * poll/ppoll/select/pselect over sets that hold managed objects.
  *
- * A managed socket's token never becomes readable (its peer is the
- * daemon, which sends nothing), so the kernel cannot answer for it.  With
- * no managed fd in the set, the call goes straight to libc (no copy at all
- * in a process that never had one).  Otherwise: acknowledge each managed
- * socket's event channel, compute its readiness from the ring, and if
- * nothing is ready, make one kernel wait over the native fds plus the
- * managed sockets' event-channel fds; after it, loop (an event is only a
- * doorbell, readiness always comes from the ring).  Never a timer-driven
- * re-poll, never a spin.
+ * A managed socket's token tells the kernel nothing about the ring, and an
+ * epoll fd holding managed members tells it nothing about those, so the
+ * kernel cannot answer for them.  With no such fd in the set, the call
+ * goes straight to libc (no copy at all in a process that never had one).
+ * Otherwise:
  *
- * epoll on managed sockets is the next issue's: epoll_ctl on a token
- * registers the token itself, which never reports readiness.
+ *   1. register on each managed object's wait queue (waitq.c), before
+ *      any readiness is computed, so that an event another thread
+ *      acknowledges from then on wakes us;
+ *   2. compute the managed objects' readiness (shim_obj_mask: the rings,
+ *      an epoll's ready list) and, if the set has native fds, look at
+ *      them with a zero-timeout ppoll;
+ *   3. if nothing is ready, one kernel wait over the native fds, each
+ *      managed object's wait fds (a socket's event channel or token, an
+ *      epoll's own fd and hidden epoll) and this thread's wake fd; then
+ *      acknowledge what fired and loop to 2.
+ *
+ * An event is only a doorbell: readiness always comes from step 2.  Never
+ * a timer-driven re-poll, never a spin: a wait fd that stays readable for
+ * a reason the caller did not ask about (a listener's pending connection
+ * when only POLLOUT was asked) is left out of the remaining waits of the
+ * call, and a change of wait fd (a connect that finished) is followed.
  */
 #include "shim.h"
 
@@ -25,84 +35,177 @@
 
 #define STACK_FDS 64
 
+/* What the call keeps for one entry of the caller's array. */
+struct pslot {
+    struct fdt_obj *obj;   /* managed (referenced), or NULL: native */
+    struct shim_wnode node;
+    int wfd[2];            /* its wait fds as of the last kernel wait */
+    int stuck[2];          /* wait fds left out (see the top) */
+    bool fired[2];         /* reported, and stays readable */
+    int extra;             /* kern index of its second wait fd, or -1 */
+};
+
 struct pset {
-    nfds_t n;
+    nfds_t n;              /* the caller's entries */
+    nfds_t nk;             /* kernel entries: n, the extras, the wake fd */
     struct pollfd *user;   /* copy of the caller's array */
     struct pollfd *kern;   /* what the kernel waits on */
-    struct shim_sock **socks; /* managed sockets (NULL: native) */
-    struct pollfd user_st[STACK_FDS], kern_st[STACK_FDS];
-    struct shim_sock *socks_st[STACK_FDS];
+    struct pslot *slot;
+    struct pollfd user_st[STACK_FDS], kern_st[2 * STACK_FDS + 1];
+    struct pslot slot_st[STACK_FDS];
 };
 
 static void pset_free(struct pset *p)
 {
-    for (nfds_t i = 0; i < p->n; i++)
-        if (p->socks[i])
-            shim_sock_put(p->socks[i]);
+    for (nfds_t i = 0; i < p->n; i++) {
+        struct pslot *s = &p->slot[i];
+        if (s->obj) {
+            shim_waitq_del(&s->obj->wq, &s->node);
+            fdt_put(s->obj);
+        }
+    }
     if (p->user != p->user_st) {
         free(p->user);
         free(p->kern);
-        free(p->socks);
+        free(p->slot);
     }
 }
 
-/* 1: holds managed sockets (set up); 0: none (nothing to free);
- * -errno. */
-static int pset_init(struct pset *p, const struct pollfd *ufds, nfds_t n)
+static int pset_alloc(struct pset *p, nfds_t n)
 {
     p->n = 0;
     p->user = p->user_st;
     p->kern = p->kern_st;
-    p->socks = p->socks_st;
-    if (n > STACK_FDS) {
-        p->user = calloc(n, sizeof(*p->user));
-        p->kern = calloc(n, sizeof(*p->kern));
-        p->socks = calloc(n, sizeof(*p->socks));
-        if (!p->user || !p->kern || !p->socks) {
-            pset_free(p);
-            return -ENOMEM;
-        }
+    p->slot = p->slot_st;
+    if (n <= STACK_FDS)
+        return 0;
+    p->user = calloc(n, sizeof(*p->user));
+    p->kern = calloc(2 * n + 1, sizeof(*p->kern));
+    p->slot = calloc(n, sizeof(*p->slot));
+    if (!p->user || !p->kern || !p->slot) {
+        free(p->user);
+        free(p->kern);
+        free(p->slot);
+        return -ENOMEM;
     }
+    return 0;
+}
+
+/* Take a reference on and register with each managed object. */
+static void pset_register(struct pset *p)
+{
+    nfds_t extras = 0;
+    shim_thread_wake_drain(); /* stale wakes of earlier waits */
+    for (nfds_t i = 0; i < p->n; i++) {
+        struct pslot *s = &p->slot[i];
+        *s = (struct pslot){ .wfd = { -1, -1 }, .stuck = { -1, -1 },
+                             .extra = -1 };
+        int fd = p->user[i].fd;
+        if (fd < 0 || !fdt_waitable(fd) ||
+            !(s->obj = fdt_get_kind(fd, FDT_ANY)))
+            continue;
+        if (s->obj->kind == FDT_EPOLL)
+            s->extra = (int)(p->n + extras++);
+        shim_thread_node(&s->node);
+        shim_waitq_add(&s->obj->wq, &s->node);
+    }
+    p->nk = p->n + extras + 1;
+}
+
+static bool any_waitable(const struct pollfd *fds, nfds_t n)
+{
+    for (nfds_t i = 0; i < n; i++)
+        if (fds[i].fd >= 0 && fdt_waitable(fds[i].fd))
+            return true;
+    return false;
+}
+
+/* 1: holds managed objects (set up); 0: none (nothing to free), or a
+ * bad array (the real call says EFAULT); -errno. */
+static int pset_init(struct pset *p, const struct pollfd *ufds, nfds_t n)
+{
+    int err = pset_alloc(p, n);
+    if (err)
+        return err;
     size_t bytes = n * sizeof(*ufds);
-    if (n && shim_copy_from_user(p->user, ufds, bytes) != (ssize_t)bytes) {
-        pset_free(p);
-        return -EFAULT;
-    }
-    p->n = n;
-    bool any = false;
-    for (nfds_t i = 0; i < n; i++) {
-        p->socks[i] = p->user[i].fd >= 0 ? shim_sock_get(p->user[i].fd)
-                                         : NULL;
-        struct shim_sock *s = p->socks[i];
-        p->kern[i] = p->user[i];
-        if (s) {
-            any = true;
-            /* Connected: its doorbell.  Otherwise nothing the kernel
-             * could report (-1 is skipped): our mask decides, and the
-             * token's own HUP (the daemon gone) would only make the wait
-             * spin. */
-            p->kern[i] = s->evt_fd >= 0 && atomic_load(&s->state) ==
-                                                   SHIM_CONNECTED
-                             ? (struct pollfd){ s->evt_fd, POLLIN, 0 }
-                             : (struct pollfd){ -1, 0, 0 };
-        }
-    }
-    if (!any) {
+    if ((n && shim_copy_from_user(p->user, ufds, bytes) != (ssize_t)bytes) ||
+        !any_waitable(p->user, n)) {
         pset_free(p);
         return 0;
     }
+    p->n = n;
+    pset_register(p);
     return 1;
 }
 
+static int kern_fd(const struct pslot *s, int k, int wfd)
+{
+    return wfd == s->stuck[k] ? -1 : wfd;
+}
+
+/* The kernel array for the next wait: natives as asked, managed objects'
+ * current wait fds, this thread's wake fd last. */
+static void pset_refresh(struct pset *p)
+{
+    for (nfds_t i = 0; i < p->n; i++) {
+        struct pslot *s = &p->slot[i];
+        if (!s->obj) {
+            p->kern[i] = p->user[i];
+            p->kern[i].revents = 0;
+            continue;
+        }
+        shim_obj_wait_fds(s->obj, p->user[i].fd, s->wfd);
+        p->kern[i] = (struct pollfd){ kern_fd(s, 0, s->wfd[0]), POLLIN, 0 };
+        if (s->extra >= 0)
+            p->kern[s->extra] =
+                (struct pollfd){ kern_fd(s, 1, s->wfd[1]), POLLIN, 0 };
+    }
+    p->kern[p->nk - 1] = (struct pollfd){ shim_thread_wake_fd(), POLLIN, 0 };
+}
+
+/* After a kernel wait: acknowledge the managed wait fds that fired (which
+ * wakes the other waiters of those objects), empty our wake fd. */
+static void pset_ack(struct pset *p)
+{
+    const void *self = shim_thread_owner();
+    for (nfds_t i = 0; i < p->n; i++) {
+        struct pslot *s = &p->slot[i];
+        for (int k = 0; s->obj && k < 2; k++) {
+            int idx = k == 0 ? (int)i : s->extra;
+            if (idx < 0 || !p->kern[idx].revents || p->kern[idx].fd < 0)
+                continue;
+            s->fired[k] = !shim_obj_fired(s->obj, p->user[i].fd,
+                                          p->kern[idx].fd, self);
+        }
+    }
+    if (p->kern[p->nk - 1].revents)
+        shim_thread_wake_drain();
+}
+
+/* A managed entry's revents; a wait fd that fired and stays readable
+ * while the entry reports nothing asked is left out from now on. */
+static short managed_revents(struct pslot *s, const struct pollfd *u)
+{
+    short ev = (short)(shim_obj_mask(s->obj, u->fd) &
+                       (uint16_t)(u->events | POLLERR | POLLHUP));
+    for (int k = 0; k < 2; k++) {
+        if (s->fired[k] && !ev)
+            s->stuck[k] = s->wfd[k];
+        s->fired[k] = false;
+    }
+    return ev;
+}
+
 /* Fill user revents from the managed masks and the kernel's answers for
- * native fds; returns the count of ready entries. */
+ * native fds (when it has answered); returns the count of ready
+ * entries. */
 static int pset_collect(struct pset *p, bool kernel_valid)
 {
     int ready = 0;
     for (nfds_t i = 0; i < p->n; i++) {
         struct pollfd *u = &p->user[i];
-        if (p->socks[i])
-            u->revents = shim_poll_mask(p->socks[i], u->fd, u->events);
+        if (p->slot[i].obj)
+            u->revents = managed_revents(&p->slot[i], u);
         else
             u->revents = kernel_valid ? p->kern[i].revents : 0;
         if (u->revents)
@@ -111,26 +214,23 @@ static int pset_collect(struct pset *p, bool kernel_valid)
     return ready;
 }
 
-static void ack_all(struct pset *p)
-{
-    for (nfds_t i = 0; i < p->n; i++)
-        if (p->socks[i] && p->socks[i]->evt && p->kern[i].events)
-            pvc_evtchn_ack(p->socks[i]->evt);
-}
-
 static bool has_native(const struct pset *p)
 {
     for (nfds_t i = 0; i < p->n; i++)
-        if (!p->socks[i] && p->user[i].fd >= 0)
+        if (!p->slot[i].obj && p->user[i].fd >= 0)
             return true;
     return false;
 }
 
-static int64_t now_ns(void)
+/* The kernel's look; -errno on failure. */
+static int kernel_wait(struct pset *p, const struct timespec *tp,
+                       const sigset_t *sigmask)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    pset_refresh(p);
+    if (REAL(ppoll)(p->kern, p->nk, tp, sigmask) < 0)
+        return -errno; /* EINTR included: poll is never restarted */
+    pset_ack(p);
+    return 0;
 }
 
 /* The wait loop.  deadline_ns < 0: none.  Returns ready count or
@@ -139,30 +239,30 @@ static int pset_wait(struct pset *p, int64_t deadline_ns,
                      const sigset_t *sigmask)
 {
     const struct timespec zero = { 0, 0 };
+    bool fresh = false;
+    if (has_native(p)) {
+        /* A first look at the native fds, without blocking. */
+        int err = kernel_wait(p, &zero, NULL);
+        if (err)
+            return err;
+        fresh = true;
+    }
     for (;;) {
-        ack_all(p);
-        int ready = pset_collect(p, false);
-        if (has_native(p)) {
-            /* A look at the native fds without blocking. */
-            for (nfds_t i = 0; i < p->n; i++)
-                p->kern[i].revents = 0;
-            if (REAL(ppoll)(p->kern, p->n, &zero, NULL) < 0)
-                return -errno;
-            ready = pset_collect(p, true);
-        }
+        int ready = pset_collect(p, fresh);
         if (ready)
             return ready;
         struct timespec left, *tp = NULL;
         if (deadline_ns >= 0) {
-            int64_t rem = deadline_ns - now_ns();
+            int64_t rem = deadline_ns - shim_now_ns();
             if (rem <= 0)
                 return 0;
             left = (struct timespec){ rem / 1000000000, rem % 1000000000 };
             tp = &left;
         }
-        int r = REAL(ppoll)(p->kern, p->n, tp, sigmask);
-        if (r < 0)
-            return -errno; /* EINTR included: poll is never restarted */
+        int err = kernel_wait(p, tp, sigmask);
+        if (err)
+            return err;
+        fresh = true;
     }
 }
 
@@ -187,7 +287,7 @@ static int poll_managed(struct pollfd *ufds, nfds_t n,
     }
     int64_t deadline = -1;
     if (timeout)
-        deadline = now_ns() + (int64_t)timeout->tv_sec * 1000000000 +
+        deadline = shim_now_ns() + (int64_t)timeout->tv_sec * 1000000000 +
                    timeout->tv_nsec;
     r = pset_wait(&p, deadline, sigmask);
     if (r >= 0) {
@@ -251,7 +351,7 @@ static bool sets_have_managed(int nfds, fd_set *r, fd_set *w, fd_set *e)
         return false;
     for (int fd = 0; fd < nfds; fd++)
         if (((r && FD_ISSET(fd, r)) || (w && FD_ISSET(fd, w)) ||
-             (e && FD_ISSET(fd, e))) && fdt_has(fd))
+             (e && FD_ISSET(fd, e))) && fdt_waitable(fd))
             return true;
     return false;
 }
@@ -320,7 +420,7 @@ int select(int nfds, fd_set *r, fd_set *w, fd_set *e, struct timeval *tv)
         return -1;
     }
     struct timespec ts, *tp = NULL;
-    int64_t start = now_ns();
+    int64_t start = shim_now_ns();
     if (tv) {
         ts = (struct timespec){ tv->tv_sec + tv->tv_usec / 1000000,
                                 (tv->tv_usec % 1000000) * 1000 };
@@ -330,7 +430,7 @@ int select(int nfds, fd_set *r, fd_set *w, fd_set *e, struct timeval *tv)
     if (tv) {
         /* Linux reports the time left. */
         int64_t left = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec -
-                       (now_ns() - start);
+                       (shim_now_ns() - start);
         if (left < 0)
             left = 0;
         tv->tv_sec = left / 1000000000;

@@ -46,11 +46,13 @@ static void fork_parent(void)
 
 /* The child shares every socket with the parent through the kernel (token
  * fds) and MAP_SHARED memory (rings, state pages), so the table is kept as
- * it is; only the daemon connections are the parent's and must go. */
+ * it is; only the daemon connections are the parent's and must go, and
+ * the wait machinery's locks and thread wake fds (waitq.c). */
 static void fork_child(void)
 {
     fdt_fork_child();
     shim_daemon_fork_child();
+    shim_waitq_fork_child();
 }
 
 void shim_init(void)

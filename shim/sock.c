@@ -15,18 +15,42 @@
 
 #define PAGE 4096u
 
+static void unmap_ring(void *ring_map, size_t ring_len, void *shared,
+                       struct pvc_evtchn *evt)
+{
+    if (ring_map)
+        munmap(ring_map, ring_len);
+    if (shared)
+        munmap(shared, PAGE);
+    if (evt)
+        pvc_evtchn_close(evt);
+}
+
 static void sock_release(struct fdt_obj *obj)
 {
     struct shim_sock *s = (struct shim_sock *)obj;
     int saved = errno;
-    if (s->ring_map)
-        munmap(s->ring_map, s->ring_len);
-    if (s->shared)
-        munmap(s->shared, PAGE);
-    if (s->evt)
-        pvc_evtchn_close(s->evt);
+    unmap_ring(s->ring_map, s->ring_len, s->shared, s->evt);
+    unmap_ring(s->stale_ring_map, s->stale_ring_len, s->stale_shared,
+               s->stale_evt);
+    shim_obj_fini(&s->head);
     free(s);
     errno = saved;
+}
+
+void shim_sock_detach(struct shim_sock *s)
+{
+    /* Two failed connects ago is long enough for any reader. */
+    unmap_ring(s->stale_ring_map, s->stale_ring_len, s->stale_shared,
+               s->stale_evt);
+    s->stale_ring_map = s->ring_map;
+    s->stale_ring_len = s->ring_len;
+    s->stale_shared = s->shared;
+    s->stale_evt = s->evt;
+    s->ring_map = NULL;
+    s->shared = NULL;
+    s->evt = NULL;
+    s->evt_fd = -1;
 }
 
 void shim_sock_setup(void)
@@ -39,7 +63,7 @@ struct shim_sock *shim_sock_new(uint64_t ino, int domain)
     struct shim_sock *s = calloc(1, sizeof(*s));
     if (!s)
         return NULL;
-    atomic_init(&s->head.refs, 1);
+    shim_obj_init(&s->head, FDT_SOCK);
     s->ino = ino;
     s->domain = domain;
     atomic_init(&s->state, SHIM_CREATED);
@@ -109,7 +133,6 @@ int shim_sock_attach(struct shim_sock *s, const struct pvc_fd_rsp *rsp,
         err = -errno;
         goto out;
     }
-    s->shared = page;
     struct pvc_evtchn_handoff eh = {
         .kind = (enum pvc_platform_kind)rsp->evt_kind,
         .port = rsp->evt_port, .nfds = (int)rsp->evt_nfds,
@@ -121,9 +144,14 @@ int shim_sock_attach(struct shim_sock *s, const struct pvc_fd_rsp *rsp,
     s->evt = pvc_evtchn_adopt(&eh);
     if (!s->evt) {
         err = -errno;
+        munmap(page, PAGE);
         goto out;
     }
     s->evt_fd = pvc_evtchn_fd(s->evt);
+    /* Last: a connecting socket's state page is how other threads learn
+     * that everything above is in place (shim_conn_settle). */
+    __atomic_store_n(&s->shared, (struct pvc_sock_shared *)page,
+                     __ATOMIC_RELEASE);
 out:
     close_fds(fds, first, nfds);
     return err;

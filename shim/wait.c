@@ -1,22 +1,31 @@
 /*
- * Blocking on a socket's event channel.  An event is only a doorbell: other
- * threads and forked holders of the same socket may consume it, so callers
- * re-check the ring after every return from here and wait again.  We use
- * poll() on the channel's fd (not a consuming blocking read) so that every
- * waiter of this process wakes on one event.
+ * Blocking on a socket: one kernel wait over the socket's wait fd (its
+ * event channel, or the token while listening or connecting) and this
+ * thread's wake fd, with the caller's deadline.  An event is only a
+ * doorbell: callers re-check the socket after every return and wait again.
  *
- * One race remains between waiters of the same socket: a thread that has
- * checked the ring but is not yet in poll() can lose an event that another
- * thread acknowledged meanwhile.  A thread that is not the only waiter in
- * this process therefore waits with a bounded timeout (a re-check, never a
- * spin); a lone waiter, the common case, sleeps until the doorbell.
+ * No lost wake-up between threads of this process (waitq.c): the thread
+ * registers on the socket's wait queue, and whoever acknowledges the
+ * event channel or kicks the socket writes its wake fd.  The caller checks
+ * readiness *before* calling us, though, and an acknowledgement by another
+ * thread between that check and our registration would go unseen.  So the
+ * queue's wake sequence is compared with the one this thread saw when its
+ * previous wait on the same socket ended: if anything happened since (or
+ * this is the first wait here), we return at once for the caller to
+ * re-check, now registered... and the next call, finding the sequence
+ * unchanged, sleeps.  At most one extra check per wait, never a spin, no
+ * timer.
  */
 #include "shim.h"
 
 #include <errno.h>
 #include <time.h>
 
-#define SHARED_WAIT_MS 100
+/* The socket and wake sequence of this thread's last wait. */
+static __thread const void *last_obj;
+static __thread uint64_t last_seq;
+/* The socket whose wait fd hung up at this thread's last wait. */
+static __thread const void *hup_obj;
 
 int64_t shim_now_ns(void)
 {
@@ -38,40 +47,85 @@ int shim_sock_wait_fd(struct shim_sock *s, int fd)
     }
 }
 
+bool shim_sock_ack(struct shim_sock *s, int wfd, const void *self)
+{
+    if (atomic_load(&s->state) != SHIM_CONNECTED || wfd != s->evt_fd ||
+        !s->evt)
+        return false;
+    int saved = errno;
+    if (pvc_evtchn_ack(s->evt) > 0)
+        shim_obj_wake(&s->head, self);
+    errno = saved;
+    return true;
+}
+
 void shim_sock_kick(struct shim_sock *s)
 {
     int saved = errno;
-    if (s->evt)
+    /* Forked holders have no node here: the channel is their doorbell. */
+    if (atomic_load(&s->state) == SHIM_CONNECTED && s->evt)
         pvc_evtchn_kick_local(s->evt);
+    shim_obj_wake(&s->head, NULL);
     errno = saved;
 }
 
-int shim_wait(struct shim_sock *s, int fd, int64_t deadline_ns)
+/* The kernel wait; ppoll's result with errno. */
+static int sleep_on(struct pollfd *p, int n, int64_t deadline_ns)
 {
-    int wfd = shim_sock_wait_fd(s, fd);
-    struct pollfd p = { .fd = wfd, .events = POLLIN };
-    int others = atomic_fetch_add(&s->waiters, 1);
-    int ms = others ? SHARED_WAIT_MS : -1;
+    struct timespec ts, *tp = NULL;
     if (deadline_ns >= 0) {
         int64_t left = deadline_ns - shim_now_ns();
-        if (left <= 0) {
-            atomic_fetch_sub(&s->waiters, 1);
-            return -ETIMEDOUT;
-        }
-        int64_t lms = (left + 999999) / 1000000;
-        if (ms < 0 || lms < ms)
-            ms = lms > 1000000000 ? 1000000000 : (int)lms;
+        if (left < 0)
+            left = 0;
+        ts = (struct timespec){ left / 1000000000, left % 1000000000 };
+        tp = &ts;
     }
-    shim_sig_norestart = 0;
-    int r = REAL(poll)(&p, 1, ms);
-    int err = errno;
-    atomic_fetch_sub(&s->waiters, 1);
+    return REAL(ppoll)(p, (nfds_t)n, tp, NULL);
+}
+
+/* How a wait that slept ended: r and err from ppoll, p[0] the wait fd. */
+static int wait_result(struct shim_sock *s, int r, int err,
+                       const struct pollfd *p, int64_t deadline_ns)
+{
     if (r < 0 && err == EINTR)
         return shim_sig_norestart ? -EINTR : 0;
     if (r < 0)
         return -err;
-    if (r > 0 && wfd == s->evt_fd && pvc_evtchn_ack(s->evt) < 0 &&
-        errno != EAGAIN)
-        return -errno;
+    /* A token hangs up only when the daemon let go of the socket: it can
+     * never ring again, and waiting on it would spin.  One re-check first
+     * (a last notice may be pending), then the wait ends. */
+    bool hup = r > 0 && (p[0].revents & (POLLHUP | POLLERR | POLLNVAL));
+    if (hup && hup_obj == s)
+        return -ECONNABORTED;
+    hup_obj = hup ? s : NULL;
+    if (r == 0 && deadline_ns >= 0 && shim_now_ns() >= deadline_ns)
+        return -ETIMEDOUT;
     return 0;
+}
+
+int shim_wait(struct shim_sock *s, int fd, int64_t deadline_ns)
+{
+    if (deadline_ns >= 0 && shim_now_ns() >= deadline_ns)
+        return -ETIMEDOUT;
+    int wfd = shim_sock_wait_fd(s, fd);
+    struct shim_wnode node;
+    shim_thread_node(&node);
+    if (wfd < 0 && node.wake_fd < 0 && deadline_ns < 0)
+        return -ENOMEM; /* nothing could ever wake us */
+    shim_thread_wake_drain();
+    uint64_t seq = shim_waitq_add(&s->head.wq, &node);
+    if (last_obj != s || last_seq != seq) {
+        /* Registered now; the caller's check may predate a wake. */
+        last_obj = s;
+        last_seq = shim_waitq_del(&s->head.wq, &node);
+        return 0;
+    }
+    struct pollfd p[2] = { { wfd, POLLIN, 0 }, { node.wake_fd, POLLIN, 0 } };
+    shim_sig_norestart = 0;
+    int r = sleep_on(p, 2, deadline_ns);
+    int err = errno;
+    if (r > 0 && (p[0].revents & POLLIN))
+        shim_sock_ack(s, wfd, node.owner);
+    last_seq = shim_waitq_del(&s->head.wq, &node);
+    return wait_result(s, r, err, p, deadline_ns);
 }

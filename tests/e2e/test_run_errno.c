@@ -3,7 +3,8 @@
  * (pvcalls-run --isolate) must print identical results: errno values,
  * SIGPIPE, socket names, shutdown and dup semantics (errno_probe), and
  * invalid pointers, lengths, fds and flags (badinput_probe), without a
- * crash.  The audit log shows that the calls did cross PV Calls.
+ * crash; non-blocking accept/connect/recv/send, readiness and
+ * SO_RCVTIMEO/SO_SNDTIMEO (nonblock_probe).  The audit log shows that the calls did cross PV Calls.
  */
 #include "../lib/audit.h"
 #include "../lib/hostnet.h"
@@ -111,6 +112,24 @@ Test(run_errno, bad_input_native_vs_shim, .fini = rp_cleanup, .timeout = 120)
     char *native = compare(e, "badinput_probe", NULL);
     cr_expect(strstr(native, "recv_bad_buf: -1 EFAULT\n"));
     free(native);
+    expect_audit(e, "connect", NULL);
+    rp_env_stop(e);
+}
+
+Test(run_errno, nonblocking_native_vs_shim, .fini = rp_cleanup,
+     .timeout = 120)
+{
+    struct rp_env *e = rp_env_start(true);
+    char *native = compare(e, "nonblock_probe", NULL);
+    /* What Linux itself said, so that the comparison means something. */
+    cr_expect(strstr(native, "accept empty nonblocking: -1 EAGAIN\n"));
+    cr_expect(strstr(native, "poll listener after connect: 0x1\n"));
+    cr_expect(strstr(native, "recv with SO_RCVTIMEO: -1 EAGAIN\n"
+                             "recv with SO_RCVTIMEO elapsed: >=200ms\n"));
+    cr_expect(strstr(native, "accept with SO_RCVTIMEO: -1 EAGAIN\n"));
+    free(native);
+    expect_audit(e, "listen", NULL);
+    expect_audit(e, "accept", NULL);
     expect_audit(e, "connect", NULL);
     rp_env_stop(e);
 }

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define FRONTD_READY_TIMEOUT_MS 20000
 #define FRONTD_EXIT_TIMEOUT_MS 20000
@@ -79,4 +80,24 @@ bool h_frontd_alive(struct h_frontd *fd)
     if (fd->proc.pid <= 0)
         return false;
     return proc_wait_exit(&fd->proc, 0) < 0;
+}
+
+long h_frontd_cpu_ms(struct h_frontd *fd)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)fd->proc.pid);
+    FILE *f = fopen(path, "r");
+    cr_assert(f, "%s: %s", path, strerror(errno));
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* Fields after the command name, which may hold spaces and ')':
+     * state is field 3, utime 14 and stime 15 (proc(5)). */
+    char *p = strrchr(buf, ')');
+    unsigned long utime = 0, stime = 0;
+    cr_assert(p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u "
+                                 "%*u %lu %lu", &utime, &stime) == 2,
+              "cannot parse %s", path);
+    long hz = sysconf(_SC_CLK_TCK);
+    return (long)((utime + stime) * 1000 / (unsigned long)(hz > 0 ? hz : 100));
 }

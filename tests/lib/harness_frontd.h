@@ -36,5 +36,8 @@ void h_frontd_stop(struct h_frontd *fd);
 void h_frontd_kill(struct h_frontd *fd);
 /* Is it still running? */
 bool h_frontd_alive(struct h_frontd *fd);
+/* CPU time (user + system) the daemon has used so far, in ms, from
+ * /proc/PID/stat (asserts that it can be read). */
+long h_frontd_cpu_ms(struct h_frontd *fd);
 
 #endif

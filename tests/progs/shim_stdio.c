@@ -2,8 +2,8 @@
  * stdio and epoll on a TCP socket, for the shim's smoke test: connects to
  * an echo server at ADDR PORT, exchanges lines through an fdopen()ed
  * FILE (fileno must be the socket), then tries to register the socket
- * with epoll and prints what epoll_ctl answered ("epoll_ctl: ok" natively;
- * under the shim "epoll_ctl: EPERM" until epoll is carried).
+ * with epoll and prints what epoll_ctl answered ("epoll_ctl: ok", natively
+ * and under the shim).
  * Exit 0 when the stdio exchange is exact and, if EXPECT is given,
  * epoll_ctl answered that ("ok" or an errno name).
  *

@@ -12,7 +12,9 @@
 #include "../../shim/daemon.c"
 #include "../../shim/sock.c"
 #include "../../shim/uaccess.c"
+#include "../../shim/waitq.c"
 #include "../../shim/wait.c"
+#include "../../shim/conn.c"
 #include "../../shim/data.c"
 
 #include <pthread.h>
