@@ -27,7 +27,7 @@ _Static_assert(SO_REUSEADDR == 2 && SO_TYPE == 3 && SO_ERROR == 4 &&
 _Static_assert(TCP_NODELAY == 1 && TCP_MAXSEG == 2 && TCP_CORK == 3 &&
                    TCP_KEEPIDLE == 4 && TCP_KEEPINTVL == 5 &&
                    TCP_KEEPCNT == 6 && TCP_QUICKACK == 12 &&
-                   TCP_USER_TIMEOUT == 18,
+                   TCP_USER_TIMEOUT == 18 && TCP_CONGESTION == 13,
                "Linux TCP options");
 _Static_assert(IP_TOS == 1 && IP_TTL == 2 && IPV6_V6ONLY == 26,
                "Linux IP options");
@@ -59,6 +59,9 @@ static const struct sockopt_rule rules[] = {
     { L_IPPROTO_TCP, TCP_CORK, "TCP_CORK", INT_OPT },
     { L_IPPROTO_TCP, TCP_QUICKACK, "TCP_QUICKACK", INT_OPT },
     { L_IPPROTO_TCP, TCP_USER_TIMEOUT, "TCP_USER_TIMEOUT", INT_OPT },
+    /* The algorithm's name.  Read-only: a privileged backend that set it
+     * for a guest could be made to load any congestion-control module. */
+    { L_IPPROTO_TCP, TCP_CONGESTION, "TCP_CONGESTION", 0 },
     { L_IPPROTO_IPV6, IPV6_V6ONLY, "IPV6_V6ONLY", INT_OPT },
     /* Linux takes IP_TOS and IP_TTL as an int or a single byte. */
     { L_IPPROTO_IP, IP_TOS, "IP_TOS", 1 },

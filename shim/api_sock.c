@@ -44,14 +44,12 @@ static int fail(int err)
 static int unreachable(int domain, int type, int protocol, int err)
 {
     static atomic_int logged;
-    const char *fb = getenv("PVC_FALLBACK");
-    bool native = fb && !strcmp(fb, "native");
+    bool native = shim_env_fallback_native();
     if (!atomic_exchange(&logged, 1)) {
-        const char *p = getenv("PVC_FRONTD_SOCK");
         char line[400];
         snprintf(line, sizeof(line),
                  "libpvcalls: cannot reach pvcalls-frontd at %s (%s): %s\n",
-                 p && *p ? p : PVC_FRONTD_DEFAULT_SOCK, strerror(-err),
+                 shim_env_frontd_sock(), strerror(-err),
                  native ? "PVC_FALLBACK=native, using the host's sockets"
                         : "TCP sockets fail with EACCES "
                           "(PVC_FALLBACK=native to use the host's)");

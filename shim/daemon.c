@@ -100,8 +100,7 @@ void shim_daemon_fork_child(void)
 
 static const char *daemon_path(void)
 {
-    const char *p = getenv("PVC_FRONTD_SOCK");
-    return p && *p ? p : PVC_FRONTD_DEFAULT_SOCK;
+    return shim_env_frontd_sock();
 }
 
 static int xfer(int conn, struct pvc_fd_req *req, int token,

@@ -74,16 +74,9 @@ void shim_init(void)
         pthread_atfork(fork_prepare, fork_parent, fork_child);
 }
 
-static int log_state = -1;
-
 bool shim_log_enabled(void)
 {
-    if (log_state < 0) {
-        const char *v = getenv("PVC_SHIM_LOG");
-        const char *l = getenv("PVC_LOG");
-        log_state = (v && *v && strcmp(v, "0")) || (l && !strcmp(l, "debug"));
-    }
-    return log_state;
+    return shim_env_log();
 }
 
 extern char *program_invocation_short_name;

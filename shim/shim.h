@@ -6,6 +6,7 @@
  * Modules:
  *   real.c     the libc functions we wrap (dlsym(RTLD_NEXT), once), the
  *              thread-local recursion guard, process-wide init and fork
+ *   env.c      settings from the environment, captured at load time
  *   fdtable.c  fd -> managed object (socket, epoll), refcounted (pure;
  *              unit-tested)
  *   daemon.c   the per-thread connection to pvcalls-frontd, calls on it
@@ -119,6 +120,15 @@ void shim_init(void);
 /* Thread-local recursion guard: while set, wrappers go straight to libc
  * (the shim's own calls into libc that might come back into a wrapper). */
 extern __thread int shim_in_shim;
+
+/* ---- env.c --------------------------------------------------------- */
+
+/* The guest daemon's socket (PVC_FRONTD_SOCK or the default). */
+const char *shim_env_frontd_sock(void);
+/* PVC_FALLBACK=native: the daemon unreachable means host sockets. */
+bool shim_env_fallback_native(void);
+/* PVC_SHIM_LOG set (not 0) or PVC_LOG=debug. */
+bool shim_env_log(void);
 
 /* Logging of what the shim carried (PVC_SHIM_LOG=1 or PVC_LOG=debug). */
 bool shim_log_enabled(void);

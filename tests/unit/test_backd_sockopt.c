@@ -85,3 +85,14 @@ Test(backd_sockopt, everything_else_is_enoprotoopt)
     cr_assert_eq(sockopt_check(1, 25, 0xffffffffu, true), -ENOPROTOOPT);
     cr_assert_null(sockopt_name(1, 25));
 }
+
+Test(backd_sockopt, congestion_control_is_read_only)
+{
+    /* TCP_CONGESTION 13: readable (a name of up to 16 bytes), never set
+     * for a guest. */
+    cr_assert_eq(sockopt_check(6, 13, 16, false), 0);
+    cr_assert_eq(sockopt_check(6, 13, 5, true), -ENOPROTOOPT);
+    cr_assert_str_eq(sockopt_name(6, 13), "TCP_CONGESTION");
+    /* TCP_INFO 11 is the shim's own answer, never the backend's. */
+    cr_assert_eq(sockopt_check(6, 11, 16, false), -ENOPROTOOPT);
+}

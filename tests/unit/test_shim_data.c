@@ -7,6 +7,7 @@
  */
 #include <criterion/criterion.h>
 
+#include "../../shim/env.c"
 #include "../../shim/real.c"
 #include "../../shim/fdtable.c"
 #include "../../shim/daemon.c"
