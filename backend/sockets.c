@@ -8,6 +8,7 @@
 #include "pvc/log.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -138,36 +139,64 @@ static void sock_channel_event(void *ctx, uint32_t events)
     /* Connecting: the pump starts when the connection does. */
 }
 
-/* ring_order from the frontend's indexes page, read exactly once. */
-static unsigned read_ring_order(const struct pvcalls_data_intf *intf)
+/* What bring_map() reads of the indexes page before mapping anything:
+ * ring_order and the data pages' refs, which follow it. */
+struct intf_head {
+    uint32_t ring_order;
+    pvc_gref_t ref[1u << PVC_MAX_RING_ORDER];
+};
+_Static_assert(offsetof(struct pvcalls_data_intf, ref) ==
+                   offsetof(struct pvcalls_data_intf, ring_order) +
+                       offsetof(struct intf_head, ref),
+               "ring_order and ref[] as in <xen/io/pvcalls.h>");
+
+/* Whether the indexes page can be mapped writable, as the ring needs.
+ * Only asked when its ring_order is invalid: a page that could not be
+ * mapped at all is -EFAULT whatever it holds, as when it was mapped
+ * first and read after. */
+static bool intf_writable(struct bdev *d, pvc_gref_t ref)
 {
-    return __atomic_load_n(&intf->ring_order, __ATOMIC_RELAXED);
+    void *page = pvc_grant_map(d->bd->plat, d->domid, 1, &ref, 0);
+    if (!page)
+        return false;
+    pvc_grant_unmap(d->bd->plat, page, 1);
+    return true;
 }
 
+/*
+ * The indexes page and the data pages are mapped as one region, with one
+ * map and one unmap: every unmap of touched pages costs a TLB shootdown,
+ * and a connection's life should pay for one.  So ring_order and the
+ * refs are copied out of the granted page first (no mapping), exactly
+ * once: the frontend may rewrite the page meanwhile, and what we map and
+ * how we size the ring is what we validated here.
+ */
 int bring_map(struct bdev *d, struct bring *r, uint32_t ref, uint32_t evtchn)
 {
     struct pvc_platform *plat = d->bd->plat;
-    pvc_gref_t refs[1u << PVC_MAX_RING_ORDER];
+    unsigned max_order = d->bd->cfg.max_page_order;
+    struct intf_head head;
+    pvc_gref_t refs[1 + (1u << PVC_MAX_RING_ORDER)];
     memset(r, 0, sizeof(*r));
-    pvc_gref_t intf_ref = ref;
-    r->intf = pvc_grant_map(plat, d->domid, 1, &intf_ref, 0);
-    if (!r->intf)
+    if (max_order > PVC_MAX_RING_ORDER)
+        max_order = PVC_MAX_RING_ORDER;
+    size_t want = offsetof(struct intf_head, ref) +
+                  ((size_t)1 << max_order) * sizeof(pvc_gref_t);
+    if (pvc_grant_read(plat, d->domid, ref,
+                       offsetof(struct pvcalls_data_intf, ring_order), &head,
+                       want) < 0)
         return -EFAULT; /* as Linux's backend */
-    unsigned order = read_ring_order(r->intf);
-    if (order < 1 || order > d->bd->cfg.max_page_order) {
-        bring_unmap(d, r);
-        return -EINVAL;
-    }
-    r->order = order;
-    /* Copy the refs once: the frontend can rewrite the page meanwhile. */
-    const struct pvcalls_data_intf *intf = r->intf;
-    for (unsigned i = 0; i < 1u << order; i++)
-        refs[i] = __atomic_load_n(&intf->ref[i], __ATOMIC_RELAXED);
-    r->data = pvc_grant_map(plat, d->domid, 1u << order, refs, 0);
-    if (!r->data) {
-        bring_unmap(d, r);
+    unsigned order = head.ring_order;
+    if (order < 1 || order > max_order)
+        return intf_writable(d, ref) ? -EINVAL : -EFAULT;
+    unsigned npages = 1 + (1u << order);
+    refs[0] = ref;
+    memcpy(refs + 1, head.ref, (npages - 1) * sizeof(pvc_gref_t));
+    r->intf = pvc_grant_map(plat, d->domid, npages, refs, 0);
+    if (!r->intf)
         return -EFAULT;
-    }
+    r->order = order;
+    r->data = (char *)r->intf + PVC_PAGE_SIZE;
     r->ch = pvc_evtchn_bind_interdomain(plat, d->domid, evtchn);
     if (!r->ch) {
         bring_unmap(d, r);
@@ -183,10 +212,9 @@ void bring_unmap(struct bdev *d, struct bring *r)
     pvc_loop_del(d->bd->loop, &r->ch_watch);
     if (r->ch)
         pvc_evtchn_close(r->ch);
-    if (r->data)
-        pvc_grant_unmap(plat, r->data, 1u << r->order);
+    /* data lies in the same mapping, right after intf. */
     if (r->intf)
-        pvc_grant_unmap(plat, r->intf, 1);
+        pvc_grant_unmap(plat, r->intf, 1 + (1u << r->order));
     memset(r, 0, sizeof(*r));
 }
 

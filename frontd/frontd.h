@@ -146,6 +146,12 @@ struct fd_sock {
     bool notified;
     int64_t drain_deadline;
     struct fd_sock *dprev, *dnext; /* draining list */
+    /* Last holder gone while a CONNECT was in flight: RELEASE went at
+     * once (a connect can take minutes; Linux's close aborts it), and
+     * the socket waits for the CONNECT's answer.  early_release is that
+     * RELEASE while unanswered. */
+    bool released_early;
+    struct fd_cmd *early_release;
     UT_hash_handle hh;
 };
 

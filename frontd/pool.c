@@ -108,23 +108,45 @@ void state_page_unmap(struct pvc_sock_shared *st)
         munmap(st, PVC_PAGE_SIZE);
 }
 
+/*
+ * A fresh state page is written, not mapped: touching a page of a new
+ * mapping and unmapping it again costs a page fault and a TLB shootdown,
+ * tens of microseconds each (far more under shadow paging), against one
+ * pwrite().  The content is a template initialised once by
+ * pthread_mutex_init(): an unlocked process-shared robust mutex holds no
+ * address or owner (glibc fills in only its kind; the robust-list links
+ * are set while it is locked), so its bytes are the same wherever the
+ * initialisation runs.  The template itself is never locked.
+ */
+static union {
+    struct pvc_sock_shared st;
+    unsigned char page[PVC_PAGE_SIZE];
+} state_template;
+static int state_template_err;
+static pthread_once_t state_template_once = PTHREAD_ONCE_INIT;
+
+static void state_template_init(void)
+{
+    if (init_shared_mutex(&state_template.st.rx_lock) ||
+        init_shared_mutex(&state_template.st.tx_lock))
+        state_template_err = ENOMEM;
+}
+
 int state_page_new(void)
 {
+    pthread_once(&state_template_once, state_template_init);
+    if (state_template_err) {
+        errno = state_template_err;
+        return -1;
+    }
     int fd = memfd_create("pvcalls-sock-state", MFD_CLOEXEC);
     if (fd < 0)
         return -1;
-    if (ftruncate(fd, PVC_PAGE_SIZE) < 0)
-        goto fail;
-    struct pvc_sock_shared *st = state_page_map(fd);
-    if (!st)
-        goto fail;
-    int rc = init_shared_mutex(&st->rx_lock) | init_shared_mutex(&st->tx_lock);
-    state_page_unmap(st);
-    if (rc == 0)
+    /* Writing the whole page also sizes the file. */
+    ssize_t n = pwrite(fd, state_template.page, PVC_PAGE_SIZE, 0);
+    if (n == (ssize_t)PVC_PAGE_SIZE)
         return fd;
-    errno = ENOMEM;
-fail:;
-    int err = errno;
+    int err = n < 0 ? errno : EIO;
     close(fd);
     errno = err;
     return -1;

@@ -47,6 +47,8 @@ static void release_done(struct frontd *d, struct fd_cmd *c,
     if (ret != 0 && ret != -ENETDOWN)
         pvc_warn("RELEASE of socket %llu: %d",
                  (unsigned long long)c->req.u.release.id, ret);
+    if (c->sock)
+        c->sock->early_release = NULL; /* answered before its CONNECT */
     /* The backend unmapped the ring (or is gone): the pages go back to
      * the platform, never to the pool. */
     ring_free(d, c->ring);
@@ -128,10 +130,55 @@ static void on_drain_event(void *ctx, uint32_t events)
     sock_try_release(s->d, s);
 }
 
+/* The last holder left a socket whose CONNECT is still in flight:
+ * RELEASE now (the backend answers the CONNECT first). */
+static void release_early(struct frontd *d, struct fd_sock *s)
+{
+    struct fd_cmd *c = cmd_new(PVCALLS_RELEASE, release_done);
+    if (!c)
+        return; /* then the CONNECT's answer releases it */
+    pvc_debug("socket %llu: last holder gone while connecting: releasing",
+              (unsigned long long)s->id);
+    c->req.u.release.id = s->id;
+    c->ring = NULL;
+    c->state_fd = -1;
+    c->sock = s;
+    s->released_early = true;
+    s->early_release = c;
+    cmd_submit(d, c);
+}
+
+/* The CONNECT of an early-released socket answered: its ring goes with
+ * the RELEASE (freed when that is answered) or now if it already was. */
+static void finish_released_early(struct frontd *d, struct fd_sock *s)
+{
+    listener_close(d, s);
+    if (s->early_release) {
+        s->early_release->ring = s->ring;
+        s->early_release->state_fd = s->state_fd;
+        s->early_release->sock = NULL;
+    } else {
+        ring_free(d, s->ring);
+        if (s->state_fd >= 0)
+            close(s->state_fd);
+    }
+    s->ring = NULL;
+    s->state_fd = -1;
+    sock_free(d, s);
+}
+
 static void sock_try_release(struct frontd *d, struct fd_sock *s)
 {
-    if (!s->gone || s->pending > 0)
+    if (!s->gone)
         return;
+    if (s->connecting && !s->released_early && !s->dead && !d->stop)
+        release_early(d, s);
+    if (s->pending > 0)
+        return;
+    if (s->released_early) {
+        finish_released_early(d, s);
+        return;
+    }
     if (s->ring && !s->dead && !d->stop && !out_drained(s->ring) &&
         (!s->draining || frontd_now_ms() < s->drain_deadline)) {
         if (!s->draining) {

@@ -151,6 +151,17 @@ int pvc_grant_unmap(struct pvc_platform *plat, void *addr, unsigned npages)
     return plat->ops->grant_unmap(plat, addr, npages);
 }
 
+int pvc_grant_read(struct pvc_platform *plat, pvc_domid_t peer,
+                   pvc_gref_t ref, size_t offset, void *buf, size_t len)
+{
+    if ((!buf && len) || offset > PVC_PAGE_SIZE ||
+        len > PVC_PAGE_SIZE - offset) {
+        errno = EINVAL;
+        return -1;
+    }
+    return plat->ops->grant_read(plat, peer, ref, offset, buf, len);
+}
+
 struct pvc_evtchn *pvc_evtchn_alloc_unbound(struct pvc_platform *plat,
                                             pvc_domid_t peer)
 {

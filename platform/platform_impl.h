@@ -25,6 +25,8 @@ struct pvc_platform_ops {
                        int readonly);
     int (*grant_unmap)(struct pvc_platform *plat, void *addr,
                        unsigned npages);
+    int (*grant_read)(struct pvc_platform *plat, pvc_domid_t peer,
+                      pvc_gref_t ref, size_t offset, void *buf, size_t len);
     struct pvc_evtchn *(*evtchn_alloc_unbound)(struct pvc_platform *plat,
                                                pvc_domid_t peer);
     struct pvc_evtchn *(*evtchn_bind_interdomain)(struct pvc_platform *plat,

@@ -257,6 +257,35 @@ static int check_pages(const uint32_t *pairs, unsigned npages,
     return 0;
 }
 
+/* check_pages() made sure the page is in the file: a short read means
+ * the file shrank under us (it never does). */
+static int pread_all(int fd, void *buf, size_t len, off_t at)
+{
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = pread(fd, (char *)buf + done, len - done,
+                          at + (off_t)done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            if (n == 0)
+                errno = EPROTO;
+            return -1;
+        }
+        done += (size_t)n;
+    }
+    return 0;
+}
+
+/* Whether the pages are consecutive pages of one memfd. */
+static int one_run(const uint32_t *pairs, unsigned npages)
+{
+    for (unsigned i = 1; i < npages; i++)
+        if (pairs[2 * i] != pairs[0] || pairs[2 * i + 1] != pairs[1] + i)
+            return 0;
+    return 1;
+}
+
 /* Map the pages into the reserved region, one mmap per run of pages
  * that are contiguous in the same memfd. */
 static int map_pages(char *base, const uint32_t *pairs, unsigned npages,
@@ -309,13 +338,19 @@ static void *sim_grant_map(struct pvc_platform *plat, pvc_domid_t peer,
     }
     if (check_pages(pairs, npages, fds, c.nfds) < 0)
         goto out;
+    int prot = readonly ? PROT_READ : PROT_READ | PROT_WRITE;
+    if (one_run(pairs, npages)) {
+        /* The usual case (one share, in order): a single mapping. */
+        base = mmap(NULL, len, prot, MAP_SHARED, fds[pairs[0]],
+                    (off_t)pairs[1] * PVC_PAGE_SIZE);
+        goto out;
+    }
     /* Reserve the whole range first so that pages from different memfds
      * land contiguously. */
     base = mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS |
                 MAP_NORESERVE, -1, 0);
     if (base == MAP_FAILED)
         goto out;
-    int prot = readonly ? PROT_READ : PROT_READ | PROT_WRITE;
     if (map_pages(base, pairs, npages, fds, prot) < 0) {
         int saved = errno;
         munmap(base, len);
@@ -335,6 +370,37 @@ static int sim_grant_unmap(struct pvc_platform *plat, void *addr,
 {
     (void)plat;
     return munmap(addr, (size_t)npages * PVC_PAGE_SIZE);
+}
+
+/* The broker has no copy operation: it hands out the page's memfd as for
+ * a one-page map (read-only access is enough), which we read with
+ * pread() instead of mapping. */
+static int sim_grant_read(struct pvc_platform *plat, pvc_domid_t peer,
+                          pvc_gref_t ref, size_t offset, void *buf,
+                          size_t len)
+{
+    struct sim_platform *sp = sim_of(plat);
+    uint32_t pair[2];
+    int fds[SIM_MAX_FDS];
+    struct call c = {
+        .rq = { .op = SIM_OP_GNT_MAP, .peer = peer, .count = 1,
+                .flags = SIM_F_READONLY },
+        .rq_var = &ref, .rq_nvar = 1,
+        .rp_var = pair, .rp_var_cap = 2,
+        .fds = fds, .fds_cap = SIM_MAX_FDS,
+    };
+    if (sim_call(sp, &c) < 0)
+        return -1;
+    int rc = -1;
+    if (c.rp.count != 1 || c.rp_nvar != 2)
+        errno = EPROTO;
+    else if (check_pages(pair, 1, fds, c.nfds) == 0)
+        rc = pread_all(fds[pair[0]], buf, len,
+                       (off_t)pair[1] * PVC_PAGE_SIZE + (off_t)offset);
+    int saved = errno;
+    sim_close_fds(fds, c.nfds);
+    errno = saved;
+    return rc;
 }
 
 /* ---- event channels ------------------------------------------------ */
@@ -438,6 +504,7 @@ const struct pvc_platform_ops pvc_platform_sim_ops = {
     .grant_unshare = sim_grant_unshare,
     .grant_map = sim_grant_map,
     .grant_unmap = sim_grant_unmap,
+    .grant_read = sim_grant_read,
     .evtchn_alloc_unbound = sim_evtchn_alloc_unbound,
     .evtchn_bind_interdomain = sim_evtchn_bind_interdomain,
     .store_open = sim_store_open,

@@ -28,6 +28,8 @@
 #include <xenevtchn.h>
 #include <xengnttab.h>
 #include <xenstore.h>
+#include <xen/xen.h>
+#include <xen/grant_table.h>
 
 struct xen_platform {
     pthread_mutex_t lock;     /* lazy opening of the handles below */
@@ -172,6 +174,33 @@ static int xen_grant_unmap(struct pvc_platform *plat, void *addr,
     if (!h)
         return -1;
     return xengnttab_unmap(h, addr, npages);
+}
+
+/* GNTTABOP_copy from the granted page into ours: no mapping. */
+static int xen_grant_read(struct pvc_platform *plat, pvc_domid_t peer,
+                          pvc_gref_t ref, size_t offset, void *buf,
+                          size_t len)
+{
+    if (len == 0)
+        return 0;
+    xengnttab_handle *h = gnttab_get(xen_of(plat));
+    if (!h)
+        return -1;
+    xengnttab_grant_copy_segment_t seg = {
+        .source.foreign = { .ref = ref, .offset = (uint16_t)offset,
+                            .domid = peer },
+        .dest.virt = buf,
+        .len = (uint16_t)len,
+        .flags = GNTCOPY_source_gref,
+    };
+    if (xengnttab_grant_copy(h, 1, &seg) < 0)
+        return -1;
+    if (seg.status != GNTST_okay) {
+        /* Bad ref, not granted to us: what a failed map reports. */
+        errno = seg.status == GNTST_permission_denied ? EPERM : EINVAL;
+        return -1;
+    }
+    return 0;
 }
 
 /* Handing pages to another process needs a gntalloc file opened for that
@@ -328,6 +357,7 @@ const struct pvc_platform_ops pvc_platform_xen_ops = {
     .grant_unshare = xen_grant_unshare,
     .grant_map = xen_grant_map,
     .grant_unmap = xen_grant_unmap,
+    .grant_read = xen_grant_read,
     .evtchn_alloc_unbound = xen_evtchn_alloc_unbound,
     .evtchn_bind_interdomain = xen_evtchn_bind_interdomain,
     .store_open = xen_store_open,

@@ -18,10 +18,16 @@
 static void unmap_ring(void *ring_map, size_t ring_len, void *shared,
                        struct pvc_evtchn *evt)
 {
-    if (ring_map)
-        munmap(ring_map, ring_len);
-    if (shared)
-        munmap(shared, PAGE);
+    /* map_ring() puts the state page right before the ring: one munmap,
+     * one TLB shootdown for both. */
+    if (shared && ring_map == (unsigned char *)shared + PAGE) {
+        munmap(shared, PAGE + ring_len);
+    } else {
+        if (ring_map)
+            munmap(ring_map, ring_len);
+        if (shared)
+            munmap(shared, PAGE);
+    }
     if (evt)
         pvc_evtchn_close(evt);
 }
@@ -91,28 +97,55 @@ static void close_fds(int *fds, int from, int to)
         }
 }
 
-static int map_ring(struct shim_sock *s, const struct pvc_fd_rsp *rsp,
-                    int fd)
+/*
+ * Map the state page (state_fd) and the ring pages (ring_fd) as one
+ * region, state page first: unmapping touched pages costs a TLB
+ * shootdown per munmap (far more under shadow paging), and a socket's
+ * life should pay for one.  Both are plain MAP_SHARED mappings of the
+ * handed-off files, as pvc_grant_adopt() makes them (gntalloc refuses
+ * MAP_PRIVATE), placed into a reservation that holds nothing.  Sets
+ * s->ring and s->ring_map and returns the state page, or NULL with
+ * *err.
+ */
+static void *map_ring(struct shim_sock *s, const struct pvc_fd_rsp *rsp,
+                      int ring_fd, int state_fd, int *err)
 {
-    if (rsp->order < 1 || rsp->order > PVC_MAX_RING_ORDER)
-        return -EPROTO;
-    struct pvc_grant_handoff h = {
-        .kind = (enum pvc_platform_kind)rsp->evt_kind, .fd = fd,
-        .offset = rsp->ring_offset, .npages = 1u + (1u << rsp->order),
-    };
-    void *base = pvc_grant_adopt(&h);
-    if (!base)
-        return -errno;
-    struct pvcalls_data_intf *intf = base;
-    if (__atomic_load_n(&intf->ring_order, __ATOMIC_RELAXED) != rsp->order) {
-        munmap(base, (size_t)h.npages * PAGE);
-        return -EPROTO;
+    if (rsp->order < 1 || rsp->order > PVC_MAX_RING_ORDER) {
+        *err = -EPROTO;
+        return NULL;
     }
-    s->ring_map = base;
-    s->ring_len = (size_t)h.npages * PAGE;
-    pvc_data_ring_attach(&s->ring, base, (unsigned char *)base + PAGE,
+    if (rsp->ring_offset % PAGE || rsp->ring_offset > (uint64_t)INT64_MAX) {
+        *err = -EINVAL; /* what pvc_grant_adopt() says */
+        return NULL;
+    }
+    size_t ring_len = (size_t)(1u + (1u << rsp->order)) * PAGE;
+    unsigned char *base = mmap(NULL, PAGE + ring_len, PROT_NONE,
+                               MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                               -1, 0);
+    if (base == MAP_FAILED) {
+        *err = -errno;
+        return NULL;
+    }
+    int prot = PROT_READ | PROT_WRITE;
+    if (mmap(base, PAGE, prot, MAP_SHARED | MAP_FIXED, state_fd, 0) ==
+            MAP_FAILED ||
+        mmap(base + PAGE, ring_len, prot, MAP_SHARED | MAP_FIXED, ring_fd,
+             (off_t)rsp->ring_offset) == MAP_FAILED) {
+        *err = -errno;
+        munmap(base, PAGE + ring_len);
+        return NULL;
+    }
+    struct pvcalls_data_intf *intf = (void *)(base + PAGE);
+    if (__atomic_load_n(&intf->ring_order, __ATOMIC_RELAXED) != rsp->order) {
+        *err = -EPROTO;
+        munmap(base, PAGE + ring_len);
+        return NULL;
+    }
+    s->ring_map = intf;
+    s->ring_len = ring_len;
+    pvc_data_ring_attach(&s->ring, intf, (unsigned char *)intf + PAGE,
                          rsp->order, PVC_SIDE_FRONT);
-    return 0;
+    return base;
 }
 
 int shim_sock_attach(struct shim_sock *s, const struct pvc_fd_rsp *rsp,
@@ -124,15 +157,9 @@ int shim_sock_attach(struct shim_sock *s, const struct pvc_fd_rsp *rsp,
         err = -EPROTO;
         goto out;
     }
-    err = map_ring(s, rsp, fds[first]);
-    if (err)
+    void *page = map_ring(s, rsp, fds[first], fds[first + 1], &err);
+    if (!page)
         goto out;
-    void *page = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED,
-                      fds[first + 1], 0);
-    if (page == MAP_FAILED) {
-        err = -errno;
-        goto out;
-    }
     struct pvc_evtchn_handoff eh = {
         .kind = (enum pvc_platform_kind)rsp->evt_kind,
         .port = rsp->evt_port, .nfds = (int)rsp->evt_nfds,
@@ -144,6 +171,8 @@ int shim_sock_attach(struct shim_sock *s, const struct pvc_fd_rsp *rsp,
     s->evt = pvc_evtchn_adopt(&eh);
     if (!s->evt) {
         err = -errno;
+        /* The ring stays mapped (and is unmapped on release), as it
+         * always did; only the state page goes. */
         munmap(page, PAGE);
         goto out;
     }

@@ -75,6 +75,14 @@ int pvc_grant_unshare(struct pvc_platform *plat, void *addr, unsigned npages);
 void *pvc_grant_map(struct pvc_platform *plat, pvc_domid_t peer,
                     unsigned npages, const pvc_gref_t *refs, int readonly);
 int pvc_grant_unmap(struct pvc_platform *plat, void *addr, unsigned npages);
+/* Backend side: copy len bytes at offset of the page that domain peer
+ * granted with ref into buf, without mapping it (Xen's GNTTABOP_copy).
+ * For reading a few words once, e.g. a ring's order and page refs:
+ * mapping a page, touching it and unmapping it costs a page fault and a
+ * TLB shootdown.  Errors as pvc_grant_map(); EINVAL if offset + len is
+ * more than a page. */
+int pvc_grant_read(struct pvc_platform *plat, pvc_domid_t peer,
+                   pvc_gref_t ref, size_t offset, void *buf, size_t len);
 
 /* ---- event channels ------------------------------------------------ */
 
