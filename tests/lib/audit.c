@@ -339,3 +339,55 @@ size_t audit_wait(const char *path, const struct audit_q *q, size_t count,
     close(in);
     return n;
 }
+
+/* ---- records about one port, byte counts ------------------------------ */
+
+/* Does the record's "addr" ("127.0.0.1:80", "[::1]:80") name port? */
+static bool addr_has_port(const char *line, unsigned port)
+{
+    char addr[96], suffix[16];
+    if (!json_str(line, "addr", addr, sizeof(addr)))
+        return false;
+    int n = snprintf(suffix, sizeof(suffix), ":%u", port);
+    size_t len = strlen(addr);
+    return len > (size_t)n && !strcmp(addr + len - (size_t)n, suffix);
+}
+
+size_t audit_count_port(const struct audit *a, const struct audit_q *q,
+                        unsigned port, bool succeeded)
+{
+    size_t n = 0, pos = 0;
+    const char *line;
+    long long ret;
+    while ((line = audit_next(a, q, &pos)))
+        if (addr_has_port(line, port) &&
+            (!succeeded || (json_int(line, "ret", &ret) && ret == 0)))
+            n++;
+    return n;
+}
+
+size_t audit_count_min(const struct audit *a, const struct audit_q *q,
+                       const char *key, long long min)
+{
+    size_t n = 0, pos = 0;
+    const char *line;
+    long long v;
+    while ((line = audit_next(a, q, &pos)))
+        if (json_int(line, key, &v) && v >= min)
+            n++;
+    return n;
+}
+
+bool audit_wait_closed(const char *path, long long dom, int timeout_ms)
+{
+    struct audit a;
+    if (audit_load(&a, path) < 0)
+        return false;
+    struct audit_q created = { .cmd = "socket", .dom = dom };
+    struct audit_q accepted = { .cmd = "accept", .dom = dom };
+    size_t opened = audit_count_min(&a, &created, "ret", 0) +
+                    audit_count_min(&a, &accepted, "ret", 0);
+    audit_free(&a);
+    struct audit_q closes = { .event = "close", .dom = dom };
+    return audit_wait(path, &closes, opened, timeout_ms) >= opened;
+}

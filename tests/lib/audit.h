@@ -51,10 +51,24 @@ const char *audit_next(const struct audit *a, const struct audit_q *q,
 const char *audit_first(const struct audit *a, const struct audit_q *q);
 size_t audit_count(const struct audit *a, const struct audit_q *q);
 
+/* Records matching q whose "addr" names port ("...:port"); with
+ * succeeded, only those with "ret":0. */
+size_t audit_count_port(const struct audit *a, const struct audit_q *q,
+                        unsigned port, bool succeeded);
+/* Records matching q whose integer key is at least min (e.g. close
+ * records with "bytes_out" >= a file's size). */
+size_t audit_count_min(const struct audit *a, const struct audit_q *q,
+                       const char *key, long long min);
+
 /* Block (inotify on the file's directory, no polling) until the file at
  * path holds at least `count` records matching q, or timeout_ms passes.
  * Returns the number found (possibly fewer). */
 size_t audit_wait(const char *path, const struct audit_q *q, size_t count,
                   int timeout_ms);
+
+/* Once the guest's programs are gone: wait until every socket domain dom
+ * opened so far (socket and accept records with ret >= 0) has its close
+ * record.  True if they all have within timeout_ms. */
+bool audit_wait_closed(const char *path, long long dom, int timeout_ms);
 
 #endif

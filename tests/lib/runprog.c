@@ -366,3 +366,29 @@ char *rp_slurp(const char *path)
     buf[len] = '\0';
     return buf;
 }
+
+const char *rp_source_path(const struct rp_env *e, const char *rel,
+                           char *buf, size_t len)
+{
+    /* e->entrypoint is SRC/scripts/pvcalls-entrypoint (a realpath). */
+    char root[PATH_MAX];
+    snprintf(root, sizeof(root), "%s", e->entrypoint);
+    snprintf(buf, len, "%s/../%s", dirname(root), rel);
+    cr_assert(access(buf, R_OK) == 0, "%s: %m", buf);
+    return buf;
+}
+
+void rp_assert_exit_output(int status, int want, const char *what,
+                           const char *out_path)
+{
+    if (status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == want)
+        return;
+    /* Copied out and freed before asserting: the assertion ends the
+     * test, which must not leak. */
+    char *text = rp_slurp(out_path);
+    char head[2048];
+    snprintf(head, sizeof(head), "%s", text);
+    free(text);
+    cr_log_error("%s printed:\n%s", what, head);
+    rp_assert_exit(status, want, what);
+}

@@ -86,6 +86,9 @@ int rp_shim_run(struct rp_env *e, const char *const opts[],
 
 /* Assert that a wait status is "exited with want", naming it otherwise. */
 void rp_assert_exit(int status, int want, const char *what);
+/* The same, quoting (the start of) the program's output file on failure. */
+void rp_assert_exit_output(int status, int want, const char *what,
+                           const char *out_path);
 
 /* sha256sum of a file, as 64 hex digits (asserts). */
 void rp_sha256(const char *path, char out[65]);
@@ -93,5 +96,10 @@ void rp_sha256(const char *path, char out[65]);
 void rp_make_file(const char *path, size_t len, unsigned long long seed);
 /* The whole content of a small file, NUL-terminated (malloc'd; asserts). */
 char *rp_slurp(const char *path);
+
+/* A file of the source tree (e.g. "tests/progs/x.py"), found beside the
+ * scripts directory that holds pvcalls-entrypoint; asserts it exists. */
+const char *rp_source_path(const struct rp_env *e, const char *rel,
+                           char *buf, size_t len);
 
 #endif
