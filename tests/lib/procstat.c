@@ -72,6 +72,35 @@ long long ps_cpu_ticks(pid_t pid)
     return (long long)(utime + stime);
 }
 
+long long ps_cpu_ns(pid_t pid)
+{
+    char dir[64];
+    snprintf(dir, sizeof(dir), "/proc/%d/task", (int)pid);
+    DIR *d = opendir(dir);
+    if (!d)
+        return -1;
+    long long sum = 0;
+    size_t threads = 0;
+    struct dirent *ent;
+    while ((ent = readdir(d))) {
+        if (ent->d_name[0] == '.')
+            continue;
+        char path[64 + sizeof(ent->d_name) + 16];
+        snprintf(path, sizeof(path), "%s/%s/schedstat", dir, ent->d_name);
+        /* A thread that exits meanwhile is simply not counted. */
+        FILE *f = fopen(path, "r");
+        unsigned long long ns;
+        if (f && fscanf(f, "%llu", &ns) == 1) {
+            sum += (long long)ns;
+            threads++;
+        }
+        if (f)
+            fclose(f);
+    }
+    closedir(d);
+    return threads ? sum : -1;
+}
+
 const char *ps_comm(pid_t pid, char *buf, size_t len)
 {
     char path[64];

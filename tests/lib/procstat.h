@@ -16,6 +16,10 @@ size_t ps_children(pid_t pid, pid_t *out, size_t max);
 /* utime + stime of the whole process in clock ticks (sysconf(_SC_CLK_TCK)
  * per second), or -1 if it is gone. */
 long long ps_cpu_ticks(pid_t pid);
+/* CPU time of the whole process in nanoseconds, exact (the scheduler's
+ * sum_exec_runtime of each live thread, /proc/PID/task/TID/schedstat),
+ * or -1 if it is gone or the kernel keeps no such count. */
+long long ps_cpu_ns(pid_t pid);
 /* The command name of pid (/proc/PID/comm), or "?" if it is gone. */
 const char *ps_comm(pid_t pid, char *buf, size_t len);
 /* The real uid of pid, or -1 if it is gone. */
