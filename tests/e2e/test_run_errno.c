@@ -17,27 +17,6 @@
 
 #define RUN_MS 60000
 
-/* The first line where a and b differ, for the failure message. */
-static void assert_same_output(const char *native, const char *shim)
-{
-    const char *a = native, *b = shim;
-    unsigned line = 1;
-    while (*a && *a == *b) {
-        if (*a == '\n')
-            line++;
-        a++, b++;
-    }
-    if (!*a && !*b)
-        return;
-    const char *la = a, *lb = b;
-    while (la > native && la[-1] != '\n')
-        la--;
-    while (lb > shim && lb[-1] != '\n')
-        lb--;
-    cr_assert_fail("line %u differs:\n  native: %.*s\n  shim:   %.*s", line,
-                   (int)strcspn(la, "\n"), la, (int)strcspn(lb, "\n"), lb);
-}
-
 /* Run probe (with optional arg) both ways; return the native output. */
 static char *compare(struct rp_env *e, const char *probe, const char *arg)
 {
@@ -52,7 +31,7 @@ static char *compare(struct rp_env *e, const char *probe, const char *arg)
     char *native = rp_slurp(native_out), *shim = rp_slurp(shim_out);
     cr_assert(strstr(native, "\ndone\n"), "native probe incomplete:\n%s",
               native);
-    assert_same_output(native, shim);
+    rp_assert_same_output(native, shim);
     free(shim);
     return native;
 }

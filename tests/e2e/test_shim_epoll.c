@@ -212,26 +212,6 @@ static char *run_probe(const struct harness *h, const struct h_frontd *fd,
     return text;
 }
 
-/* The first line where a and b differ, for the failure message. */
-static void assert_same_output(const char *native, const char *shim)
-{
-    const char *a = native, *b = shim;
-    unsigned line = 1;
-    while (*a && *a == *b) {
-        if (*a == '\n')
-            line++;
-        a++, b++;
-    }
-    if (!*a && !*b)
-        return;
-    while (a > native && a[-1] != '\n')
-        a--;
-    while (b > shim && b[-1] != '\n')
-        b--;
-    cr_assert_fail("line %u differs:\n  native: %.*s\n  shim:   %.*s", line,
-                   (int)strcspn(a, "\n"), a, (int)strcspn(b, "\n"), b);
-}
-
 static void check_status(int status, const char *what, const char *out)
 {
     char why[64];
@@ -263,7 +243,7 @@ static void compare(const char *const cases[])
     cr_assert(strstr(native, "probe: done\n"), "native: %s", native);
     char *shim = run_probe(h, &fd, p, cases, &st);
     check_status(st, "probe under the shim", shim);
-    assert_same_output(native, shim);
+    rp_assert_same_output(native, shim);
     struct audit_q q = { .cmd = "connect", .dom = 1 };
     cr_assert_geq(h_audit_wait(h, &q, 1, AUDIT_MS), 1);
     free(native);

@@ -392,3 +392,22 @@ void rp_assert_exit_output(int status, int want, const char *what,
     cr_log_error("%s printed:\n%s", what, head);
     rp_assert_exit(status, want, what);
 }
+
+void rp_assert_same_output(const char *native, const char *shim)
+{
+    const char *a = native, *b = shim;
+    unsigned line = 1;
+    while (*a && *a == *b) {
+        if (*a == '\n')
+            line++;
+        a++, b++;
+    }
+    if (!*a && !*b)
+        return;
+    while (a > native && a[-1] != '\n')
+        a--;
+    while (b > shim && b[-1] != '\n')
+        b--;
+    cr_assert_fail("line %u differs:\n  native: %.*s\n  shim:   %.*s", line,
+                   (int)strcspn(a, "\n"), a, (int)strcspn(b, "\n"), b);
+}

@@ -90,6 +90,10 @@ void rp_assert_exit(int status, int want, const char *what);
 void rp_assert_exit_output(int status, int want, const char *what,
                            const char *out_path);
 
+/* Assert that a probe printed the same natively and under the shim,
+ * naming the first line that differs. */
+void rp_assert_same_output(const char *native, const char *shim);
+
 /* sha256sum of a file, as 64 hex digits (asserts). */
 void rp_sha256(const char *path, char out[65]);
 /* A file of len bytes of reproducible pseudo-random data. */
