@@ -161,6 +161,9 @@ static ssize_t tx_pass(struct shim_sock *s, struct ucursor *c, size_t left)
 ssize_t shim_send_iov(struct shim_sock *s, int fd, const struct iovec *iov,
                       int iovcnt, int flags)
 {
+    int bad = shim_check_user_iov(iov, iovcnt);
+    if (bad)
+        return bad;
     bool nonblock = (flags & MSG_DONTWAIT) || shim_fd_nonblock(fd);
     int64_t deadline = shim_deadline(atomic_load(&s->sndtimeo_ns));
     int err = until_connected(s, fd, nonblock, deadline);
@@ -236,6 +239,9 @@ static int rx_empty_verdict(struct shim_sock *s)
 ssize_t shim_recv_iov(struct shim_sock *s, int fd, const struct iovec *iov,
                       int iovcnt, int flags)
 {
+    int bad = shim_check_user_iov(iov, iovcnt);
+    if (bad)
+        return bad;
     bool nonblock = (flags & MSG_DONTWAIT) || shim_fd_nonblock(fd);
     int64_t deadline = shim_deadline(atomic_load(&s->rcvtimeo_ns));
     int err = until_connected(s, fd, nonblock, deadline);

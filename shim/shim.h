@@ -323,6 +323,10 @@ int64_t shim_deadline(int64_t timeo_ns);
  * not even the first byte could be copied. */
 ssize_t shim_copy_from_user(void *dst, const void *usrc, size_t len);
 ssize_t shim_copy_to_user(void *udst, const void *src, size_t len);
+/* The buffers of a read or write, checked as Linux's import_iovec does
+ * before anything moves (lengths capped at MAX_RW_COUNT, then every
+ * segment inside user space): 0 or -EFAULT. */
+int shim_check_user_iov(const struct iovec *iov, int cnt);
 
 /* ---- waitq.c ------------------------------------------------------- */
 

@@ -13,6 +13,8 @@
 #include "shim.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -55,4 +57,34 @@ ssize_t shim_copy_from_user(void *dst, const void *usrc, size_t len)
 ssize_t shim_copy_to_user(void *udst, const void *src, size_t len)
 {
     return vm_copy(udst, src, len, true);
+}
+
+/* Linux's MAX_RW_COUNT: no read or write moves more in one call. */
+#define MAX_RW_COUNT ((size_t)INT_MAX & ~(size_t)4095)
+
+/* The top of user space as the kernel's access_ok() sees it: x86-64
+ * with 4-level paging (TASK_SIZE_MAX).  Elsewhere we do not know it, and
+ * check nothing (the copies still fail cleanly on a bad page). */
+#if defined(__x86_64__)
+#define USER_LIMIT ((uintptr_t)0x7ffffffff000ull)
+#endif
+
+int shim_check_user_iov(const struct iovec *iov, int cnt)
+{
+#ifdef USER_LIMIT
+    size_t total = 0;
+    for (int i = 0; i < cnt; i++) {
+        size_t len = iov[i].iov_len;
+        if (len > MAX_RW_COUNT - total)
+            len = MAX_RW_COUNT - total;
+        uintptr_t base = (uintptr_t)iov[i].iov_base;
+        if (len > USER_LIMIT || base > USER_LIMIT - len)
+            return -EFAULT;
+        total += len;
+    }
+#else
+    (void)iov;
+    (void)cnt;
+#endif
+    return 0;
 }
