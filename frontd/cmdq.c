@@ -93,6 +93,20 @@ static struct fd_cmd *dequeue(struct fd_cmd **head, struct fd_cmd **tail)
     return c;
 }
 
+/* Every listener keeps one ACCEPT outstanding, and a command ring has
+ * room for FRONTD_ACCEPT_SLOTS of them: a listener beyond that takes no
+ * connection until another's ACCEPT is answered.  Say so, once per
+ * episode, rather than leave a server silently deaf. */
+static void warn_accepts_waiting(struct frontd *d)
+{
+    if (d->accepts_head && !d->accepts_warned)
+        pvc_warn("more than %u listening sockets: the others accept only "
+                 "when one of the first %u takes a connection (one command "
+                 "ring holds %u pending ACCEPTs)", FRONTD_ACCEPT_SLOTS,
+                 FRONTD_ACCEPT_SLOTS, FRONTD_ACCEPT_SLOTS);
+    d->accepts_warned = d->accepts_head != NULL;
+}
+
 /* Send what the ring has room for, short commands first. */
 static void flush_queue(struct frontd *d)
 {
@@ -107,6 +121,7 @@ static void flush_queue(struct frontd *d)
             return;
         dequeue(&d->accepts_head, &d->accepts_tail);
     }
+    warn_accepts_waiting(d);
 }
 
 void cmd_submit(struct frontd *d, struct fd_cmd *c)

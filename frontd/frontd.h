@@ -177,6 +177,7 @@ struct frontd {
     unsigned naccepts;        /* ACCEPTs among them */
     struct fd_cmd *queue_head, *queue_tail;      /* short commands */
     struct fd_cmd *accepts_head, *accepts_tail;  /* waiting ACCEPTs */
+    bool accepts_warned;      /* listeners beyond the ACCEPT slots, said */
     uint32_t next_req_id;
 
     /* pool.c */
