@@ -33,8 +33,9 @@
  * when it settles a finished connect; the daemon writes again after any
  * ACCEPT request that leaves parked connections behind, so a drain can
  * never swallow the only notice of a parked connection.  The daemon
- * watches its own end only for hang-up (last holder gone); bytes a
- * bypassing program writes into the token are discarded.
+ * watches its own end only for hang-up (last holder gone) and has shut
+ * it for reading, so a program that writes into its token (bypassing the
+ * shim) gets EPIPE and nothing queues at the daemon.
  *
  * Each connected socket also has a shared state page (a memfd page from
  * the daemon, the same for every holder) with the cross-process locks
