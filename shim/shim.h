@@ -255,7 +255,6 @@ struct shim_sock {
     struct pvc_sock_shared *shared;
     struct pvc_evtchn *evt;
     int evt_fd;
-    atomic_int waiters;   /* threads of this process blocked on evt_fd */
     atomic_int rx_err_done; /* the in ring's error was reported once */
     atomic_int so_error;  /* pending SO_ERROR (a failed connect's) */
     /* Set when a connect finished while nobody waited in connect(): the

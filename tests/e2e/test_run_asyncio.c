@@ -30,12 +30,6 @@ struct echo_case {
     char port[8];
 };
 
-static void fini(void)
-{
-    ps_kill_descendants();
-    rp_cleanup();
-}
-
 static void setup(struct echo_case *c)
 {
     ps_adopt_orphans();
@@ -132,7 +126,7 @@ static void check_audit(struct echo_case *c, bool server, long long bytes)
     audit_free(&a);
 }
 
-Test(run_asyncio, client_under_shim, .fini = fini, .timeout = 90)
+Test(run_asyncio, client_under_shim, .fini = ps_test_fini, .timeout = 90)
 {
     struct echo_case c;
     setup(&c);
@@ -144,7 +138,7 @@ Test(run_asyncio, client_under_shim, .fini = fini, .timeout = 90)
     rp_env_stop(c.e);
 }
 
-Test(run_asyncio, server_under_shim, .fini = fini, .timeout = 90)
+Test(run_asyncio, server_under_shim, .fini = ps_test_fini, .timeout = 90)
 {
     struct echo_case c;
     setup(&c);

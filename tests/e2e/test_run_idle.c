@@ -54,12 +54,6 @@
 #define MAX_PIDS 16
 #define AUDIT_MS 10000
 
-static void fini(void)
-{
-    ps_kill_descendants();
-    rp_cleanup();
-}
-
 /* ---- CPU time of a set of processes ------------------------------- */
 
 struct cpu_set {
@@ -241,7 +235,7 @@ static void check_held(struct rp_env *e, clients_fn count, void *native,
                       closed + 1, "the query's socket was not released");
 }
 
-Test(run_idle, nginx, .fini = fini, .timeout = 90)
+Test(run_idle, nginx, .fini = ps_test_fini, .timeout = 90)
 {
     ps_adopt_orphans();
     struct rp_env *e = rp_env_start(true);
@@ -286,7 +280,7 @@ static long long redis_clients(void *server)
     return n;
 }
 
-Test(run_idle, redis, .fini = fini, .timeout = 90)
+Test(run_idle, redis, .fini = ps_test_fini, .timeout = 90)
 {
     ps_adopt_orphans();
     struct rp_env *e = rp_env_start(true);

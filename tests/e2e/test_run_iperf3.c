@@ -35,12 +35,6 @@ struct iperf_case {
     char json[160];
 };
 
-static void fini(void)
-{
-    ps_kill_descendants();
-    rp_cleanup();
-}
-
 static void setup(struct iperf_case *c)
 {
     ps_adopt_orphans();
@@ -165,7 +159,7 @@ static void check_audit(struct iperf_case *c, bool server,
     audit_free(&a);
 }
 
-Test(run_iperf3, client_under_shim, .fini = fini, .timeout = 90)
+Test(run_iperf3, client_under_shim, .fini = ps_test_fini, .timeout = 90)
 {
     struct iperf_case c;
     setup(&c);
@@ -178,7 +172,7 @@ Test(run_iperf3, client_under_shim, .fini = fini, .timeout = 90)
     rp_env_stop(c.e);
 }
 
-Test(run_iperf3, server_under_shim, .fini = fini, .timeout = 90)
+Test(run_iperf3, server_under_shim, .fini = ps_test_fini, .timeout = 90)
 {
     struct iperf_case c;
     setup(&c);

@@ -31,12 +31,6 @@
 #define SILENT_T "300"
 #define SILENT_ADDR "10.255.255.1"
 
-static void fini(void)
-{
-    ps_kill_descendants();
-    rp_cleanup();
-}
-
 /* Run the probe natively or under the shim; its output (malloc'd). */
 static char *probe(struct rp_env *e, bool shim, const char *addr,
                    unsigned port, const char *timeout_ms)
@@ -106,7 +100,7 @@ static void check_audit(struct rp_env *e, unsigned port)
     audit_free(&a);
 }
 
-Test(run_nbconnect, listening_port, .fini = fini, .timeout = 60)
+Test(run_nbconnect, listening_port, .fini = ps_test_fini, .timeout = 60)
 {
     ps_adopt_orphans();
     struct rp_env *e = rp_env_start(true);
@@ -128,7 +122,7 @@ Test(run_nbconnect, listening_port, .fini = fini, .timeout = 60)
     rp_env_stop(e);
 }
 
-Test(run_nbconnect, closed_port, .fini = fini, .timeout = 60)
+Test(run_nbconnect, closed_port, .fini = ps_test_fini, .timeout = 60)
 {
     ps_adopt_orphans();
     struct rp_env *e = rp_env_start(true);
@@ -164,7 +158,7 @@ static void silent_network(void)
     rp_assert_exit(rp_run(route, NULL, NULL, RUN_MS), 0, "ip route add");
 }
 
-Test(run_nbconnect, unanswered_address, .fini = fini, .timeout = 60)
+Test(run_nbconnect, unanswered_address, .fini = ps_test_fini, .timeout = 60)
 {
     ps_adopt_orphans();
     silent_network();

@@ -49,12 +49,6 @@ static const struct {
 #define ASAN_SHIM false
 #endif
 
-static void fini(void)
-{
-    ps_kill_descendants();
-    rp_cleanup();
-}
-
 static void setup(struct ngx_srv *n)
 {
     ps_adopt_orphans();
@@ -205,7 +199,7 @@ static void check_calls(struct ngx_srv *n, bool server, size_t conns)
 
 /* ---- the tests ------------------------------------------------------- */
 
-Test(run_nginx, server_under_shim_curl, .fini = fini, .timeout = 90)
+Test(run_nginx, server_under_shim_curl, .fini = ps_test_fini, .timeout = 90)
 {
     struct ngx_srv n;
     setup(&n);
@@ -218,7 +212,7 @@ Test(run_nginx, server_under_shim_curl, .fini = fini, .timeout = 90)
     rp_env_stop(n.e);
 }
 
-Test(run_nginx, server_under_shim_load, .fini = fini, .timeout = 90)
+Test(run_nginx, server_under_shim_load, .fini = ps_test_fini, .timeout = 90)
 {
     struct ngx_srv n;
     setup(&n);
@@ -231,7 +225,7 @@ Test(run_nginx, server_under_shim_load, .fini = fini, .timeout = 90)
     rp_env_stop(n.e);
 }
 
-Test(run_nginx, clients_under_shim_curl, .fini = fini, .timeout = 90)
+Test(run_nginx, clients_under_shim_curl, .fini = ps_test_fini, .timeout = 90)
 {
     struct ngx_srv n;
     setup(&n);
@@ -244,7 +238,7 @@ Test(run_nginx, clients_under_shim_curl, .fini = fini, .timeout = 90)
     rp_env_stop(n.e);
 }
 
-Test(run_nginx, clients_under_shim_load, .fini = fini, .timeout = 90)
+Test(run_nginx, clients_under_shim_load, .fini = ps_test_fini, .timeout = 90)
 {
     struct ngx_srv n;
     setup(&n);

@@ -23,12 +23,6 @@
 #define RUN_MS 30000
 #define AUDIT_MS 10000
 
-static void fini(void)
-{
-    ps_kill_descendants();
-    rp_cleanup();
-}
-
 /* redis-benchmark -q prints "SET: <n> requests per second, ..." per
  * test, with progress lines before it separated by '\r'. */
 static void benchmark(struct redis_srv *r)
@@ -136,7 +130,7 @@ static void check_audit(struct redis_srv *r, bool server)
     audit_free(&a);
 }
 
-Test(run_redis, server_under_shim, .fini = fini, .timeout = 90)
+Test(run_redis, server_under_shim, .fini = ps_test_fini, .timeout = 90)
 {
     ps_adopt_orphans();
     struct rp_env *e = rp_env_start(true);
@@ -150,7 +144,7 @@ Test(run_redis, server_under_shim, .fini = fini, .timeout = 90)
     rp_env_stop(e);
 }
 
-Test(run_redis, client_under_shim, .fini = fini, .timeout = 90)
+Test(run_redis, client_under_shim, .fini = ps_test_fini, .timeout = 90)
 {
     ps_adopt_orphans();
     struct rp_env *e = rp_env_start(true);

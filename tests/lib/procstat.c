@@ -1,6 +1,8 @@
 /* What /proc says about a process: see procstat.h. */
 #include "procstat.h"
 
+#include "runprog.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <signal.h>
@@ -168,4 +170,10 @@ void ps_kill_descendants(void)
      * still looks alive to pvcalls-run --stop. */
     while (waitpid(-1, NULL, 0) > 0 || errno == EINTR)
         ;
+}
+
+void ps_test_fini(void)
+{
+    ps_kill_descendants();
+    rp_cleanup();
 }

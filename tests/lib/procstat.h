@@ -38,5 +38,8 @@ void ps_adopt_orphans(void);
  * its children are listed, so that it cannot fork more) and reap them:
  * the .fini of a test that failed while real servers were running. */
 void ps_kill_descendants(void);
+/* The .fini of a test that runs real servers: ps_kill_descendants, then
+ * rp_cleanup (runprog.h) for the simulation a failed test left. */
+void ps_test_fini(void);
 
 #endif
