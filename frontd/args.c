@@ -30,6 +30,9 @@ void frontd_usage(const char *prog, FILE *out)
             "max-page-order)\n"
             "  --pool N                  rings kept ready, 0..%u "
             "(default %u)\n"
+            "  --grant-limit N           Xen: raise the guest's gntalloc limit "
+            "to N grants\n"
+            "                            at start, 0 = leave it (default %u)\n"
             "  --ready-fd N              write \"ready\\n\" to fd N once "
             "serving\n"
             "  --help                    this text\n"
@@ -37,11 +40,12 @@ void frontd_usage(const char *prog, FILE *out)
             "Environment: PVC_LOG=debug|info|warn|err, PVC_PLATFORM, "
             "PVC_SIM_DIR,\nPVC_SIM_DOMID, PVC_FRONTD_SOCK.\n",
             prog, PVC_FRONTD_DEFAULT_SOCK, PVC_MAX_RING_ORDER,
-            FRONTD_DEFAULT_ORDER, FRONTD_MAX_POOL, FRONTD_DEFAULT_POOL);
+            FRONTD_DEFAULT_ORDER, FRONTD_MAX_POOL, FRONTD_DEFAULT_POOL,
+            FRONTD_DEFAULT_GRANT_LIMIT);
 }
 
 enum { OPT_PLATFORM = 256, OPT_SIM_DIR, OPT_DOMID, OPT_DEVICE, OPT_SOCKET,
-       OPT_ORDER, OPT_POOL, OPT_READY_FD, OPT_HELP };
+       OPT_ORDER, OPT_POOL, OPT_GRANT_LIMIT, OPT_READY_FD, OPT_HELP };
 
 static const struct option long_opts[] = {
     { "platform", required_argument, NULL, OPT_PLATFORM },
@@ -51,6 +55,7 @@ static const struct option long_opts[] = {
     { "socket", required_argument, NULL, OPT_SOCKET },
     { "order", required_argument, NULL, OPT_ORDER },
     { "pool", required_argument, NULL, OPT_POOL },
+    { "grant-limit", required_argument, NULL, OPT_GRANT_LIMIT },
     { "ready-fd", required_argument, NULL, OPT_READY_FD },
     { "help", no_argument, NULL, OPT_HELP },
     { NULL, 0, NULL, 0 },
@@ -91,6 +96,12 @@ static int apply_opt(int opt, const char *arg, void *cfg_out,
         if (!pvc_parse_uint(arg, 0, FRONTD_MAX_POOL, &v))
             return pvc_parse_fail(err, errlen, "--pool: 0..%u", FRONTD_MAX_POOL);
         cfg->pool = (unsigned)v;
+        return 0;
+    case OPT_GRANT_LIMIT:
+        if (!pvc_parse_uint(arg, 0, FRONTD_MAX_GRANT_LIMIT, &v))
+            return pvc_parse_fail(err, errlen, "--grant-limit: 0..%u",
+                                  FRONTD_MAX_GRANT_LIMIT);
+        cfg->grant_limit = (unsigned)v;
         return 0;
     case OPT_READY_FD:
         if (!pvc_parse_uint(arg, 0, INT_MAX, &v))
@@ -149,6 +160,7 @@ int frontd_parse_args(int argc, char **argv, struct frontd_cfg *cfg,
         .device = "device/pvcalls/0",
         .order = FRONTD_DEFAULT_ORDER,
         .pool = FRONTD_DEFAULT_POOL,
+        .grant_limit = FRONTD_DEFAULT_GRANT_LIMIT,
         .ready_fd = -1,
     };
     static const struct pvc_cmdline cl = {

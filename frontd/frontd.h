@@ -55,8 +55,16 @@ struct frontd_cfg {
     char sock_path[PATH_MAX];
     unsigned order;         /* default ring order for new sockets */
     unsigned pool;          /* rings kept ready */
+    unsigned grant_limit;   /* Xen: gntalloc limit to raise to (0: leave) */
     int ready_fd;
 };
+
+/* Xen: the guest's gntalloc limit wanted at start (grant_limit.c); the
+ * default leaves room in Xen 4.17's default grant table (32768 entries)
+ * for the guest's other drivers. */
+#define FRONTD_DEFAULT_GRANT_LIMIT 16384u
+#define FRONTD_MAX_GRANT_LIMIT (1u << 20)
+void frontd_raise_grant_limit(unsigned long want);
 
 /* Parse argv into cfg; 0, 1 (--help printed), or -1 with a message. */
 int frontd_parse_args(int argc, char **argv, struct frontd_cfg *cfg,

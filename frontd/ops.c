@@ -120,6 +120,7 @@ int ops_reply_ring(struct frontd *d, struct fd_client *cl,
     rsp->ring_offset = gh.offset;
     rsp->evt_kind = eh.kind;
     rsp->evt_port = eh.port;
+    rsp->evt_kick_port = eh.kick_port;
     rsp->evt_nfds = (uint32_t)eh.nfds;
     client_reply(d, cl, rsp, fds, n);
     close(gh.fd);

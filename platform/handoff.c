@@ -10,12 +10,12 @@
  *   sim: the pages are one memfd (from offset 0); the channel is its two
  *        eventfds (rx: readable when the peer notified; tx: write 1 to
  *        notify).  Both are shared with the daemon and every other holder.
- *   xen: the channel is an evtchn device fd with the port bound on it;
- *        notify is IOCTL_EVTCHN_NOTIFY, pending ports are read from the
- *        fd and unmasked by writing them back (the protocol of
- *        <xen/sys/evtchn.h>, what libxenevtchn does).  COMPILE-ONLY
- *        until issue 5 checks it on real Xen.  Grant hand-off on Xen is
- *        not implemented yet (pvc_grant_handoff returns ENOSYS there).
+ *   xen: the pages are the share's own gntalloc file, mapped at its
+ *        index; the channel is an evtchn device fd with the port (and a
+ *        loopback pair, for kick_local) bound on it; notify is
+ *        IOCTL_EVTCHN_NOTIFY, pending ports are read from the fd and
+ *        unmasked by writing them back (the protocol of
+ *        <xen/sys/evtchn.h>, what libxenevtchn does).
  */
 #include "platform_impl.h"
 
@@ -175,7 +175,13 @@ static struct pvc_evtchn *sim_adopt(const struct pvc_evtchn_handoff *h)
     return &ch->head;
 }
 
-/* ---- Xen channels: the evtchn device fd (COMPILE-ONLY) ------------- */
+/* ---- Xen channels: the evtchn device fd ---------------------------- */
+
+/* An adopted Xen channel. */
+struct xen_adopted_evtchn {
+    struct pvc_evtchn head;
+    pvc_port_t kick_port; /* the loopback port, 0 if none */
+};
 
 int pvc_xen_evtchn_handoff(struct pvc_evtchn *head,
                            struct pvc_evtchn_handoff *out)
@@ -190,10 +196,15 @@ int pvc_xen_evtchn_handoff(struct pvc_evtchn *head,
     return 0;
 }
 
+static int evtchn_dev_notify(int fd, pvc_port_t port)
+{
+    struct ioctl_evtchn_notify notify = { .port = port };
+    return ioctl(fd, IOCTL_EVTCHN_NOTIFY, &notify) < 0 ? -1 : 0;
+}
+
 static int xen_adopted_notify(struct pvc_evtchn *head)
 {
-    struct ioctl_evtchn_notify notify = { .port = head->port };
-    return ioctl(head->fd, IOCTL_EVTCHN_NOTIFY, &notify) < 0 ? -1 : 0;
+    return evtchn_dev_notify(head->fd, head->port);
 }
 
 /* The device delivers a pending port as a 32-bit word and masks it;
@@ -216,9 +227,21 @@ static int xen_adopted_ack(struct pvc_evtchn *head)
 
 static int xen_adopted_kick_local(struct pvc_evtchn *head)
 {
-    (void)head;
-    errno = ENOSYS;
-    return -1;
+    pvc_port_t kick = ((struct xen_adopted_evtchn *)head)->kick_port;
+    if (!kick) {
+        errno = ENOSYS;
+        return -1;
+    }
+    return evtchn_dev_notify(head->fd, kick);
+}
+
+static int xen_adopted_handoff(struct pvc_evtchn *head,
+                               struct pvc_evtchn_handoff *out)
+{
+    if (pvc_xen_evtchn_handoff(head, out) < 0)
+        return -1;
+    out->kick_port = ((struct xen_adopted_evtchn *)head)->kick_port;
+    return 0;
 }
 
 static void xen_adopted_close(struct pvc_evtchn *head)
@@ -231,7 +254,7 @@ static const struct pvc_evtchn_ops xen_adopted_ops = {
     .notify = xen_adopted_notify,
     .ack = xen_adopted_ack,
     .kick_local = xen_adopted_kick_local,
-    .handoff = pvc_xen_evtchn_handoff,
+    .handoff = xen_adopted_handoff,
     .close = xen_adopted_close,
 };
 
@@ -241,7 +264,7 @@ static struct pvc_evtchn *xen_adopt(const struct pvc_evtchn_handoff *h)
         errno = EINVAL;
         return NULL;
     }
-    struct pvc_evtchn *ch = calloc(1, sizeof(*ch));
+    struct xen_adopted_evtchn *ch = calloc(1, sizeof(*ch));
     if (!ch)
         return NULL;
     int fl = fcntl(h->fds[0], F_GETFL);
@@ -251,9 +274,10 @@ static struct pvc_evtchn *xen_adopt(const struct pvc_evtchn_handoff *h)
         errno = saved;
         return NULL;
     }
-    *ch = (struct pvc_evtchn){ .ops = &xen_adopted_ops, .port = h->port,
-                               .fd = h->fds[0] };
-    return ch;
+    ch->head = (struct pvc_evtchn){ .ops = &xen_adopted_ops,
+                                    .port = h->port, .fd = h->fds[0] };
+    ch->kick_port = h->kick_port;
+    return &ch->head;
 }
 
 /* The fds are ours from the call on, even when adopting fails: the

@@ -47,21 +47,31 @@ static int xen_present(void)
            (usable("/dev/xen/xenbus") || xenstored_socket_usable());
 }
 
-static int resolve_kind(enum pvc_platform_kind kind)
+/* The platform to use, and why (for the daemons' first log line: a
+ * wrong guess here is the first thing an administrator must see). */
+static int resolve_kind(enum pvc_platform_kind kind, const char **why)
 {
-    if (kind == PVC_PLATFORM_XEN || kind == PVC_PLATFORM_SIM)
+    if (kind == PVC_PLATFORM_XEN || kind == PVC_PLATFORM_SIM) {
+        *why = "asked for on the command line";
         return kind;
+    }
     if (kind != PVC_PLATFORM_AUTO)
         return -1;
     const char *env = getenv("PVC_PLATFORM");
     if (env && *env) {
+        *why = "PVC_PLATFORM in the environment";
         if (!strcmp(env, "sim"))
             return PVC_PLATFORM_SIM;
         if (!strcmp(env, "xen"))
             return PVC_PLATFORM_XEN;
         return -1;
     }
-    return xen_present() ? PVC_PLATFORM_XEN : PVC_PLATFORM_SIM;
+    if (xen_present()) {
+        *why = "/dev/xen/evtchn and a xenstore connection are present";
+        return PVC_PLATFORM_XEN;
+    }
+    *why = "no Xen here (/dev/xen/evtchn or xenstore missing)";
+    return PVC_PLATFORM_SIM;
 }
 
 struct pvc_platform *pvc_platform_open(const struct pvc_platform_opts *opts)
@@ -69,7 +79,8 @@ struct pvc_platform *pvc_platform_open(const struct pvc_platform_opts *opts)
     static const struct pvc_platform_opts defaults = { .sim_domid = -1 };
     if (!opts)
         opts = &defaults;
-    int kind = resolve_kind(opts->kind);
+    const char *why = "";
+    int kind = resolve_kind(opts->kind, &why);
     if (kind < 0) {
         errno = EINVAL;
         return NULL;
@@ -78,6 +89,7 @@ struct pvc_platform *pvc_platform_open(const struct pvc_platform_opts *opts)
     if (!plat)
         return NULL;
     plat->kind = kind;
+    plat->why = why;
     plat->ops = kind == PVC_PLATFORM_XEN ? &pvc_platform_xen_ops
                                          : &pvc_platform_sim_ops;
     if (plat->ops->open(plat, opts) < 0) {
@@ -105,6 +117,11 @@ enum pvc_platform_kind pvc_platform_kind(const struct pvc_platform *plat)
 const char *pvc_platform_name(const struct pvc_platform *plat)
 {
     return plat->ops->name;
+}
+
+const char *pvc_platform_why(const struct pvc_platform *plat)
+{
+    return plat->why;
 }
 
 pvc_domid_t pvc_platform_domid(const struct pvc_platform *plat)

@@ -56,6 +56,7 @@ struct pvc_evtchn_ops {
 struct pvc_platform {
     const struct pvc_platform_ops *ops;
     enum pvc_platform_kind kind;
+    const char *why; /* how kind was chosen (a static string) */
     pvc_domid_t domid;
     void *priv;
 };

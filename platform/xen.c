@@ -1,19 +1,23 @@
 /*
- * The platform layer on real Xen: libxengntshr (gntalloc) to share pages,
+ * The platform layer on real Xen: the gntalloc device to share pages,
  * libxengnttab (gntdev) to map a peer's pages, libxenevtchn for event
- * channels, libxenstore for the store, each used as its header documents.
+ * channels, libxenstore for the store.
  *
- * VERIFIED ONLY ON REAL XEN (issue 5): nothing here can run on a machine
- * without /dev/xen; the test suite exercises the same interface through
- * platform/sim.c.  It is compiled with -Werror on every build so that it
- * cannot rot, but its behaviour is checked by the Xen-in-QEMU harness
- * only (scripts/, research notes §6).
+ * Checked on Xen 4.17 by `make check-xen` (scripts/xen/); the unit and
+ * end-to-end suites exercise the same interface through platform/sim.c.
+ *
+ * Shares use the gntalloc device directly rather than libxengntshr: a ring
+ * is handed to the shim process that owns the socket, which needs an fd
+ * and an mmap offset for exactly that ring, and libxengntshr exposes
+ * neither.  So every share gets its own gntalloc file: handing that file
+ * to a client gives it its own ring and nobody else's.
  *
  * Each event channel gets its own xenevtchn handle, hence its own fd: a
  * channel can then be polled on its own and handed to another process
- * with SCM_RIGHTS without giving away the others.  The grant handles are
- * opened on first use, so that a frontend does not need gntdev nor a
- * backend gntalloc.
+ * with SCM_RIGHTS without giving away the others.  A channel we allocate
+ * also carries a loopback pair of ports bound on that same fd, so that
+ * any holder can make the fd readable for the others (kick_local): an
+ * interdomain port can only signal its remote end.
  */
 #include "platform_impl.h"
 
@@ -23,23 +27,40 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <unistd.h>
+#include <uthash.h>
 #include <xenevtchn.h>
 #include <xengnttab.h>
 #include <xenstore.h>
 #include <xen/xen.h>
 #include <xen/grant_table.h>
+#include <xen/sys/gntalloc.h>
+
+#define GNTALLOC_DEV "/dev/xen/gntalloc"
+
+/* One pvc_grant_share(): its own gntalloc file and where its pages are. */
+struct xen_share {
+    void *addr;      /* hash key: the mapping we returned */
+    int fd;          /* the gntalloc file holding only these grants */
+    uint64_t index;  /* their mmap offset in fd */
+    unsigned npages;
+    UT_hash_handle hh;
+};
 
 struct xen_platform {
-    pthread_mutex_t lock;     /* lazy opening of the handles below */
-    xengntshr_handle *gntshr; /* gntalloc: pages we share */
-    xengnttab_handle *gnttab; /* gntdev: pages we map */
+    pthread_mutex_t lock;      /* the two fields below */
+    xengnttab_handle *gnttab;  /* gntdev: pages we map, opened on first use */
+    struct xen_share *shares;  /* by address */
 };
 
 struct xen_evtchn {
     struct pvc_evtchn head;   /* head.fd = xenevtchn_fd(xce) */
     xenevtchn_handle *xce;
+    /* The loopback pair on the same handle (0 when absent): notifying
+     * kick_port raises kick_peer's event on this fd, and vice versa. */
+    evtchn_port_t kick_port, kick_peer;
 };
 
 static struct xen_platform *xen_of(struct pvc_platform *plat)
@@ -61,7 +82,7 @@ static pvc_domid_t read_own_domid(void)
     if (val) {
         char *end;
         domid = strtol(val, &end, 10);
-        if (*end || domid < 0 || domid >= 0x7FF0)
+        if (*end || domid < 0 || domid >= DOMID_FIRST_RESERVED)
             domid = 0;
         free(val);
     }
@@ -82,27 +103,31 @@ static int xen_open(struct pvc_platform *plat,
     return 0;
 }
 
+static void share_free(struct xen_share *sh)
+{
+    munmap(sh->addr, (size_t)sh->npages * PVC_PAGE_SIZE);
+    struct ioctl_gntalloc_dealloc_gref dealloc = {
+        .index = sh->index, .count = sh->npages,
+    };
+    /* The grants end when their last mapping goes: a peer that still
+     * maps them keeps valid pages (gntalloc defers the free). */
+    ioctl(sh->fd, IOCTL_GNTALLOC_DEALLOC_GREF, &dealloc);
+    close(sh->fd);
+    free(sh);
+}
+
 static void xen_close(struct pvc_platform *plat)
 {
     struct xen_platform *xp = xen_of(plat);
-    if (xp->gntshr)
-        xengntshr_close(xp->gntshr);
+    struct xen_share *sh, *tmp;
+    HASH_ITER(hh, xp->shares, sh, tmp) {
+        HASH_DEL(xp->shares, sh);
+        share_free(sh);
+    }
     if (xp->gnttab)
         xengnttab_close(xp->gnttab);
     pthread_mutex_destroy(&xp->lock);
     free(xp);
-}
-
-static xengntshr_handle *gntshr_get(struct xen_platform *xp)
-{
-    pthread_mutex_lock(&xp->lock);
-    if (!xp->gntshr)
-        xp->gntshr = xengntshr_open(NULL, 0);
-    xengntshr_handle *h = xp->gntshr;
-    int saved = errno;
-    pthread_mutex_unlock(&xp->lock);
-    errno = saved;
-    return h;
 }
 
 static xengnttab_handle *gnttab_get(struct xen_platform *xp)
@@ -119,32 +144,120 @@ static xengnttab_handle *gnttab_get(struct xen_platform *xp)
 
 /* ---- grants -------------------------------------------------------- */
 
+/* Allocate npages grants to peer on a new gntalloc file; fills sh->fd,
+ * sh->index and refs. */
+static int gntalloc_grant(struct xen_share *sh, pvc_domid_t peer,
+                          unsigned npages, int readonly, pvc_gref_t *refs)
+{
+    size_t size = sizeof(struct ioctl_gntalloc_alloc_gref) +
+                  (npages - 1) * sizeof(uint32_t);
+    struct ioctl_gntalloc_alloc_gref *req = calloc(1, size);
+    if (!req)
+        return -1;
+    sh->fd = open(GNTALLOC_DEV, O_RDWR | O_CLOEXEC);
+    int rc = -1;
+    if (sh->fd >= 0) {
+        req->domid = peer;
+        req->flags = readonly ? 0 : GNTALLOC_FLAG_WRITABLE;
+        req->count = npages;
+        rc = ioctl(sh->fd, IOCTL_GNTALLOC_ALLOC_GREF, req);
+    }
+    if (rc == 0) {
+        sh->index = req->index;
+        memcpy(refs, req->gref_ids, npages * sizeof(uint32_t));
+    } else if (sh->fd >= 0) {
+        int saved = errno;
+        close(sh->fd);
+        errno = saved;
+    }
+    free(req);
+    return rc < 0 ? -1 : 0;
+}
+
 static int xen_grant_share(struct pvc_platform *plat, pvc_domid_t peer,
                            unsigned npages, int readonly, void **addr,
                            pvc_gref_t *refs)
 {
-    xengntshr_handle *h = gntshr_get(xen_of(plat));
-    if (!h)
-        return -1;
-    if (npages > INT32_MAX) {
+    struct xen_platform *xp = xen_of(plat);
+    if (npages > (1u << 20)) {
         errno = EINVAL;
         return -1;
     }
-    /* gntalloc hands out zeroed pages, mapped contiguously. */
-    void *p = xengntshr_share_pages(h, peer, (int)npages, refs, !readonly);
-    if (!p)
+    struct xen_share *sh = calloc(1, sizeof(*sh));
+    if (!sh)
         return -1;
-    *addr = p;
+    if (gntalloc_grant(sh, peer, npages, readonly, refs) < 0) {
+        free(sh);
+        return -1;
+    }
+    sh->npages = npages;
+    /* gntalloc's pages come zeroed; the mapping must be shared. */
+    sh->addr = mmap(NULL, (size_t)npages * PVC_PAGE_SIZE,
+                    PROT_READ | PROT_WRITE, MAP_SHARED, sh->fd,
+                    (off_t)sh->index);
+    if (sh->addr == MAP_FAILED) {
+        int saved = errno;
+        struct ioctl_gntalloc_dealloc_gref dealloc = {
+            .index = sh->index, .count = npages,
+        };
+        ioctl(sh->fd, IOCTL_GNTALLOC_DEALLOC_GREF, &dealloc);
+        close(sh->fd);
+        free(sh);
+        errno = saved;
+        return -1;
+    }
+    pthread_mutex_lock(&xp->lock);
+    HASH_ADD_PTR(xp->shares, addr, sh);
+    pthread_mutex_unlock(&xp->lock);
+    *addr = sh->addr;
     return 0;
+}
+
+static struct xen_share *share_find(struct xen_platform *xp, void *addr)
+{
+    struct xen_share *sh;
+    HASH_FIND_PTR(xp->shares, &addr, sh);
+    return sh;
 }
 
 static int xen_grant_unshare(struct pvc_platform *plat, void *addr,
                              unsigned npages)
 {
-    xengntshr_handle *h = gntshr_get(xen_of(plat));
-    if (!h)
+    struct xen_platform *xp = xen_of(plat);
+    pthread_mutex_lock(&xp->lock);
+    struct xen_share *sh = share_find(xp, addr);
+    if (sh && sh->npages == npages)
+        HASH_DEL(xp->shares, sh);
+    else
+        sh = NULL;
+    pthread_mutex_unlock(&xp->lock);
+    if (!sh) {
+        errno = EINVAL;
         return -1;
-    return xengntshr_unshare(h, addr, npages);
+    }
+    share_free(sh);
+    return 0;
+}
+
+/* A new fd on the share's own gntalloc file: whoever holds it reaches
+ * these pages only (and, as any gntalloc holder, may allocate grants of
+ * its own up to the guest-wide limit: issue 9 decides who is trusted). */
+static int xen_grant_handoff(struct pvc_platform *plat, void *addr,
+                             struct pvc_grant_handoff *out)
+{
+    struct xen_platform *xp = xen_of(plat);
+    pthread_mutex_lock(&xp->lock);
+    struct xen_share *sh = share_find(xp, addr);
+    int fd = sh ? fcntl(sh->fd, F_DUPFD_CLOEXEC, 0) : -1;
+    int saved = sh ? errno : EINVAL;
+    if (fd >= 0)
+        *out = (struct pvc_grant_handoff){
+            .kind = PVC_PLATFORM_XEN, .fd = fd, .offset = sh->index,
+            .npages = sh->npages,
+        };
+    pthread_mutex_unlock(&xp->lock);
+    errno = saved;
+    return fd < 0 ? -1 : 0;
 }
 
 static void *xen_grant_map(struct pvc_platform *plat, pvc_domid_t peer,
@@ -203,18 +316,6 @@ static int xen_grant_read(struct pvc_platform *plat, pvc_domid_t peer,
     return 0;
 }
 
-/* Handing pages to another process needs a gntalloc file opened for that
- * client (so that it can reach its own rings only), which the share
- * above does not have: ISSUE 5 gives each client its own gntshr handle
- * and shares that client's rings through it.  Until then: ENOSYS. */
-static int xen_grant_handoff(struct pvc_platform *plat, void *addr,
-                             struct pvc_grant_handoff *out)
-{
-    (void)plat, (void)addr, (void)out;
-    errno = ENOSYS;
-    return -1;
-}
-
 /* ---- event channels ------------------------------------------------ */
 
 static const struct pvc_evtchn_ops xen_evtchn_ops;
@@ -256,13 +357,37 @@ static struct pvc_evtchn *evtchn_bound(struct xen_evtchn *ch,
     return &ch->head;
 }
 
+/* The loopback pair kick_local uses: an unbound port for ourselves and a
+ * port bound to it, both on the channel's own handle.  A frontend's
+ * channels need it (the guest daemon wakes the shims through it when the
+ * backend goes away; a shim wakes its forked peers); failing to make one
+ * costs those wake-ups, not the channel, so it is only logged upstream. */
+static void bind_kick_pair(struct xen_evtchn *ch, pvc_domid_t self)
+{
+    xenevtchn_port_or_error_t a = xenevtchn_bind_unbound_port(ch->xce, self);
+    if (a < 0)
+        return;
+    xenevtchn_port_or_error_t b =
+        xenevtchn_bind_interdomain(ch->xce, self, (evtchn_port_t)a);
+    if (b < 0) {
+        xenevtchn_unbind(ch->xce, (evtchn_port_t)a);
+        return;
+    }
+    ch->kick_port = (evtchn_port_t)a;
+    ch->kick_peer = (evtchn_port_t)b;
+}
+
 static struct pvc_evtchn *xen_evtchn_alloc_unbound(struct pvc_platform *plat,
                                                    pvc_domid_t peer)
 {
     struct xen_evtchn *ch = evtchn_new(plat);
     if (!ch)
         return NULL;
-    return evtchn_bound(ch, xenevtchn_bind_unbound_port(ch->xce, peer));
+    struct pvc_evtchn *head =
+        evtchn_bound(ch, xenevtchn_bind_unbound_port(ch->xce, peer));
+    if (head)
+        bind_kick_pair(ch, plat->domid);
+    return head;
 }
 
 static struct pvc_evtchn *
@@ -315,27 +440,41 @@ static int xen_evtchn_ack(struct pvc_evtchn *head)
 static void xen_evtchn_close(struct pvc_evtchn *head)
 {
     struct xen_evtchn *ch = (struct xen_evtchn *)head;
+    if (ch->kick_port) {
+        xenevtchn_unbind(ch->xce, ch->kick_peer);
+        xenevtchn_unbind(ch->xce, ch->kick_port);
+    }
     xenevtchn_unbind(ch->xce, head->port);
     xenevtchn_close(ch->xce);
     free(ch);
 }
 
-/* An interdomain channel cannot signal its own end from userspace
- * (IOCTL_EVTCHN_NOTIFY rings the remote end).  Issue 5: the daemon can
- * wake a shim by other means (e.g. setting the ring's error words and
- * notifying through the backend, or a per-socket eventfd). */
+/* Raise the loopback pair's event on our own fd. */
 static int xen_evtchn_kick_local(struct pvc_evtchn *head)
 {
-    (void)head;
-    errno = ENOSYS;
-    return -1;
+    struct xen_evtchn *ch = (struct xen_evtchn *)head;
+    if (!ch->kick_port) {
+        errno = ENOSYS;
+        return -1;
+    }
+    return xenevtchn_notify(ch->xce, ch->kick_port);
+}
+
+static int xen_evtchn_handoff(struct pvc_evtchn *head,
+                              struct pvc_evtchn_handoff *out)
+{
+    struct xen_evtchn *ch = (struct xen_evtchn *)head;
+    if (pvc_xen_evtchn_handoff(head, out) < 0)
+        return -1;
+    out->kick_port = ch->kick_port;
+    return 0;
 }
 
 static const struct pvc_evtchn_ops xen_evtchn_ops = {
     .notify = xen_evtchn_notify,
     .ack = xen_evtchn_ack,
     .kick_local = xen_evtchn_kick_local,
-    .handoff = pvc_xen_evtchn_handoff,
+    .handoff = xen_evtchn_handoff,
     .close = xen_evtchn_close,
 };
 

@@ -162,7 +162,8 @@ int shim_sock_attach(struct shim_sock *s, const struct pvc_fd_rsp *rsp,
         goto out;
     struct pvc_evtchn_handoff eh = {
         .kind = (enum pvc_platform_kind)rsp->evt_kind,
-        .port = rsp->evt_port, .nfds = (int)rsp->evt_nfds,
+        .port = rsp->evt_port, .kick_port = rsp->evt_kick_port,
+        .nfds = (int)rsp->evt_nfds,
     };
     for (int i = 0; i < eh.nfds; i++) {
         eh.fds[i] = fds[first + 2 + i];

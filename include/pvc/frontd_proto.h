@@ -51,7 +51,7 @@
 #include <stdint.h>
 
 #define PVC_FRONTD_DEFAULT_SOCK "/run/pvcalls/frontd.sock"
-#define PVC_FD_PROTO_VERSION 2
+#define PVC_FD_PROTO_VERSION 3
 
 enum pvc_fd_op {
     /* in: version.  out: ret, ext (the PVC_EXT_* bits enabled with the
@@ -135,6 +135,7 @@ struct pvc_fd_rsp {
     uint64_t ring_offset;   /* mmap offset of the ring pages in fds[0] */
     uint32_t evt_kind;      /* enum pvc_platform_kind */
     uint32_t evt_port;
+    uint32_t evt_kick_port; /* pvc_evtchn_handoff.kick_port (Xen) */
     uint32_t evt_nfds;
     uint32_t optlen;
     uint8_t optval[PVC_FD_OPT_MAX];

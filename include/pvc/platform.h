@@ -48,6 +48,8 @@ struct pvc_platform *pvc_platform_open(const struct pvc_platform_opts *opts);
 void pvc_platform_close(struct pvc_platform *plat);
 enum pvc_platform_kind pvc_platform_kind(const struct pvc_platform *plat);
 const char *pvc_platform_name(const struct pvc_platform *plat);
+/* Why this platform was chosen, in words (for a log line). */
+const char *pvc_platform_why(const struct pvc_platform *plat);
 /* Our own domain id. */
 pvc_domid_t pvc_platform_domid(const struct pvc_platform *plat);
 
@@ -111,7 +113,8 @@ int pvc_evtchn_ack(struct pvc_evtchn *ch);
 void pvc_evtchn_close(struct pvc_evtchn *ch);
 /* Make our own end's fd readable, as if the peer had notified: wakes the
  * other holders of a handed-off channel (the guest daemon uses it to tell
- * shims that the backend went away).  Sim only; ENOSYS on Xen. */
+ * shims that the backend went away).  On Xen only channels made by
+ * pvc_evtchn_alloc_unbound() (and their hand-offs) can: ENOSYS otherwise. */
 int pvc_evtchn_kick_local(struct pvc_evtchn *ch);
 
 /* ---- store --------------------------------------------------------- */
@@ -145,6 +148,9 @@ struct pvc_grant_handoff {
 struct pvc_evtchn_handoff {
     enum pvc_platform_kind kind;
     pvc_port_t port;
+    /* Xen: a loopback port bound on the same fd; notifying it makes the fd
+     * readable for every holder (pvc_evtchn_kick_local).  0: none. */
+    pvc_port_t kick_port;
     int nfds;
     int fds[PVC_HANDOFF_MAX_FDS]; /* sim: [0] rx eventfd, [1] tx eventfd;
                                    * xen: [0] evtchn fd bound to port */
