@@ -35,7 +35,9 @@ CPPFLAGS += -Iinclude -D_GNU_SOURCE -MMD -MP
 CFLAGS ?= -O2 -g
 CFLAGS += -std=gnu11 -Wall -Wextra -Werror -fPIC $(SANFLAGS)
 LDFLAGS += $(SANFLAGS)
-XENLIBS := -lxenstore -lxengnttab -lxenevtchn
+# libxengnttab and libxenevtchn are loaded at run time by the Xen platform
+# (platform/xen_libs.c), so that the daemons start without them.
+XENLIBS := -lxenstore -ldl
 TESTLIBS := -lcriterion
 
 # The shared layers, in the order data flows through them.

@@ -20,6 +20,9 @@
  * interdomain port can only signal its remote end.
  */
 #include "platform_impl.h"
+#include "xen_libs.h"
+
+#include "pvc/log.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -31,8 +34,6 @@
 #include <sys/mman.h>
 #include <unistd.h>
 #include <uthash.h>
-#include <xenevtchn.h>
-#include <xengnttab.h>
 #include <xenstore.h>
 #include <xen/xen.h>
 #include <xen/grant_table.h>
@@ -56,12 +57,16 @@ struct xen_platform {
 };
 
 struct xen_evtchn {
-    struct pvc_evtchn head;   /* head.fd = xenevtchn_fd(xce) */
+    struct pvc_evtchn head;   /* head.fd = xl->xenevtchn_fd(xce) */
     xenevtchn_handle *xce;
     /* The loopback pair on the same handle (0 when absent): notifying
      * kick_port raises kick_peer's event on this fd, and vice versa. */
     evtchn_port_t kick_port, kick_peer;
 };
+
+/* libxengnttab and libxenevtchn, loaded by the first xen_open(): every
+ * other function here runs on a platform or channel that one opened. */
+static const struct pvc_xen_libs *xl;
 
 static struct xen_platform *xen_of(struct pvc_platform *plat)
 {
@@ -94,6 +99,14 @@ static int xen_open(struct pvc_platform *plat,
                     const struct pvc_platform_opts *opts)
 {
     (void)opts;
+    const char *why = NULL;
+    xl = pvc_xen_libs(&why);
+    if (!xl) {
+        pvc_err("xen platform: %s (Debian packages libxengnttab1 and "
+                "libxenevtchn1)", why);
+        errno = ENOPKG;
+        return -1;
+    }
     struct xen_platform *xp = calloc(1, sizeof(*xp));
     if (!xp)
         return -1;
@@ -125,7 +138,7 @@ static void xen_close(struct pvc_platform *plat)
         share_free(sh);
     }
     if (xp->gnttab)
-        xengnttab_close(xp->gnttab);
+        xl->xengnttab_close(xp->gnttab);
     pthread_mutex_destroy(&xp->lock);
     free(xp);
 }
@@ -134,7 +147,7 @@ static xengnttab_handle *gnttab_get(struct xen_platform *xp)
 {
     pthread_mutex_lock(&xp->lock);
     if (!xp->gnttab)
-        xp->gnttab = xengnttab_open(NULL, 0);
+        xp->gnttab = xl->xengnttab_open(NULL, 0);
     xengnttab_handle *h = xp->gnttab;
     int saved = errno;
     pthread_mutex_unlock(&xp->lock);
@@ -273,7 +286,7 @@ static void *xen_grant_map(struct pvc_platform *plat, pvc_domid_t peer,
         return NULL;
     memcpy(copy, refs, npages * sizeof(uint32_t));
     int prot = readonly ? PROT_READ : PROT_READ | PROT_WRITE;
-    void *p = xengnttab_map_domain_grant_refs(h, npages, peer, copy, prot);
+    void *p = xl->xengnttab_map_domain_grant_refs(h, npages, peer, copy, prot);
     int saved = errno;
     free(copy);
     errno = saved;
@@ -286,7 +299,7 @@ static int xen_grant_unmap(struct pvc_platform *plat, void *addr,
     xengnttab_handle *h = gnttab_get(xen_of(plat));
     if (!h)
         return -1;
-    return xengnttab_unmap(h, addr, npages);
+    return xl->xengnttab_unmap(h, addr, npages);
 }
 
 /* GNTTABOP_copy from the granted page into ours: no mapping. */
@@ -306,7 +319,7 @@ static int xen_grant_read(struct pvc_platform *plat, pvc_domid_t peer,
         .len = (uint16_t)len,
         .flags = GNTCOPY_source_gref,
     };
-    if (xengnttab_grant_copy(h, 1, &seg) < 0)
+    if (xl->xengnttab_grant_copy(h, 1, &seg) < 0)
         return -1;
     if (seg.status != GNTST_okay) {
         /* Bad ref, not granted to us: what a failed map reports. */
@@ -325,7 +338,7 @@ static struct xen_evtchn *evtchn_new(struct pvc_platform *plat)
     struct xen_evtchn *ch = calloc(1, sizeof(*ch));
     if (!ch)
         return NULL;
-    ch->xce = xenevtchn_open(NULL, 0);
+    ch->xce = xl->xenevtchn_open(NULL, 0);
     if (!ch->xce) {
         int saved = errno;
         free(ch);
@@ -334,8 +347,8 @@ static struct xen_evtchn *evtchn_new(struct pvc_platform *plat)
     }
     ch->head.ops = &xen_evtchn_ops;
     ch->head.plat = plat;
-    ch->head.fd = xenevtchn_fd(ch->xce);
-    /* Belt and braces: ack polls before each xenevtchn_pending() as the
+    ch->head.fd = xl->xenevtchn_fd(ch->xce);
+    /* Belt and braces: ack polls before each xl->xenevtchn_pending() as the
      * header demands, but a non-blocking fd cannot hang us either. */
     int fl = fcntl(ch->head.fd, F_GETFL);
     if (fl >= 0)
@@ -348,7 +361,7 @@ static struct pvc_evtchn *evtchn_bound(struct xen_evtchn *ch,
 {
     if (port < 0) {
         int saved = errno;
-        xenevtchn_close(ch->xce);
+        xl->xenevtchn_close(ch->xce);
         free(ch);
         errno = saved;
         return NULL;
@@ -364,13 +377,13 @@ static struct pvc_evtchn *evtchn_bound(struct xen_evtchn *ch,
  * costs those wake-ups, not the channel, so it is only logged upstream. */
 static void bind_kick_pair(struct xen_evtchn *ch, pvc_domid_t self)
 {
-    xenevtchn_port_or_error_t a = xenevtchn_bind_unbound_port(ch->xce, self);
+    xenevtchn_port_or_error_t a = xl->xenevtchn_bind_unbound_port(ch->xce, self);
     if (a < 0)
         return;
     xenevtchn_port_or_error_t b =
-        xenevtchn_bind_interdomain(ch->xce, self, (evtchn_port_t)a);
+        xl->xenevtchn_bind_interdomain(ch->xce, self, (evtchn_port_t)a);
     if (b < 0) {
-        xenevtchn_unbind(ch->xce, (evtchn_port_t)a);
+        xl->xenevtchn_unbind(ch->xce, (evtchn_port_t)a);
         return;
     }
     ch->kick_port = (evtchn_port_t)a;
@@ -384,7 +397,7 @@ static struct pvc_evtchn *xen_evtchn_alloc_unbound(struct pvc_platform *plat,
     if (!ch)
         return NULL;
     struct pvc_evtchn *head =
-        evtchn_bound(ch, xenevtchn_bind_unbound_port(ch->xce, peer));
+        evtchn_bound(ch, xl->xenevtchn_bind_unbound_port(ch->xce, peer));
     if (head)
         bind_kick_pair(ch, plat->domid);
     return head;
@@ -397,14 +410,14 @@ xen_evtchn_bind_interdomain(struct pvc_platform *plat, pvc_domid_t peer,
     struct xen_evtchn *ch = evtchn_new(plat);
     if (!ch)
         return NULL;
-    return evtchn_bound(ch, xenevtchn_bind_interdomain(ch->xce, peer,
+    return evtchn_bound(ch, xl->xenevtchn_bind_interdomain(ch->xce, peer,
                                                        remote_port));
 }
 
 static int xen_evtchn_notify(struct pvc_evtchn *head)
 {
     struct xen_evtchn *ch = (struct xen_evtchn *)head;
-    return xenevtchn_notify(ch->xce, head->port);
+    return xl->xenevtchn_notify(ch->xce, head->port);
 }
 
 static int readable_now(int fd)
@@ -424,13 +437,13 @@ static int xen_evtchn_ack(struct pvc_evtchn *head)
     struct xen_evtchn *ch = (struct xen_evtchn *)head;
     int consumed = 0;
     while (readable_now(head->fd)) {
-        xenevtchn_port_or_error_t port = xenevtchn_pending(ch->xce);
+        xenevtchn_port_or_error_t port = xl->xenevtchn_pending(ch->xce);
         if (port < 0) {
             if (errno == EAGAIN)
                 break;
             return -1;
         }
-        if (xenevtchn_unmask(ch->xce, (evtchn_port_t)port) < 0)
+        if (xl->xenevtchn_unmask(ch->xce, (evtchn_port_t)port) < 0)
             return -1;
         consumed++;
     }
@@ -441,11 +454,11 @@ static void xen_evtchn_close(struct pvc_evtchn *head)
 {
     struct xen_evtchn *ch = (struct xen_evtchn *)head;
     if (ch->kick_port) {
-        xenevtchn_unbind(ch->xce, ch->kick_peer);
-        xenevtchn_unbind(ch->xce, ch->kick_port);
+        xl->xenevtchn_unbind(ch->xce, ch->kick_peer);
+        xl->xenevtchn_unbind(ch->xce, ch->kick_port);
     }
-    xenevtchn_unbind(ch->xce, head->port);
-    xenevtchn_close(ch->xce);
+    xl->xenevtchn_unbind(ch->xce, head->port);
+    xl->xenevtchn_close(ch->xce);
     free(ch);
 }
 
@@ -457,7 +470,7 @@ static int xen_evtchn_kick_local(struct pvc_evtchn *head)
         errno = ENOSYS;
         return -1;
     }
-    return xenevtchn_notify(ch->xce, ch->kick_port);
+    return xl->xenevtchn_notify(ch->xce, ch->kick_port);
 }
 
 static int xen_evtchn_handoff(struct pvc_evtchn *head,
