@@ -78,7 +78,7 @@ TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 PROGS := $(patsubst tests/progs/%.c,$(BUILD)/progs/%,$(wildcard tests/progs/*.c))
 
 .SECONDARY:
-.PHONY: all check check-plain check-asan check-tsan tsan-build install deps \
+.PHONY: all check check-plain check-asan check-tsan tsan-build install install-deploy check-manpages deps \
         clean
 all: $(BINS) $(TESTS) $(PROGS)
 
@@ -151,7 +151,12 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TSAN_TEST_OBJS) $(TESTLIB) \
 check: check-plain check-asan check-tsan
 
 check-plain: all
+	scripts/check-manpages $(BUILD)
 	scripts/run-tests $(BUILD)
+
+# Every program's --help and its man page name the same options.
+check-manpages: all
+	scripts/check-manpages $(BUILD)
 
 check-asan:
 	$(MAKE) SAN=1 all
@@ -190,6 +195,28 @@ install: $(BINS)
 	install -m 755 $(filter $(BUILD)/bin/%,$(BINS)) $(DESTDIR)$(PREFIX)/bin
 	$(if $(filter $(SHIM),$(BINS)),install -m 755 $(SHIM) $(DESTDIR)$(PREFIX)/lib)
 	install -m 755 scripts/pvcalls-run scripts/pvcalls-entrypoint $(DESTDIR)$(PREFIX)/bin
+
+# systemd searches /usr/local/lib/systemd/system and /usr/lib/systemd/system.
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+DOCDIR ?= $(PREFIX)/share/doc/pvcalls
+
+# Units, man pages, and (for the administrator to copy into /etc) the xl
+# example, modules-load and logrotate files: see deploy/README.md.
+install: install-deploy
+install-deploy:
+	install -d $(DESTDIR)$(SYSTEMDUNITDIR)
+	for u in deploy/systemd/*.service; do \
+	    sed 's|/usr/local|$(PREFIX)|g' $$u >$(DESTDIR)$(SYSTEMDUNITDIR)/$${u##*/} && \
+	    chmod 644 $(DESTDIR)$(SYSTEMDUNITDIR)/$${u##*/} || exit 1; \
+	done
+	for p in man/*.[178]; do \
+	    install -D -m 644 $$p $(DESTDIR)$(PREFIX)/share/man/man$${p##*.}/$${p##*/} || exit 1; \
+	done
+	install -D -m 644 deploy/xl/pvcalls-guest.cfg $(DESTDIR)$(DOCDIR)/pvcalls-guest.cfg
+	install -D -m 644 deploy/modules-load.d/pvcalls-frontd.conf \
+	    $(DESTDIR)$(DOCDIR)/modules-load.d/pvcalls-frontd.conf
+	install -D -m 644 deploy/logrotate.d/pvcalls-backd \
+	    $(DESTDIR)$(DOCDIR)/logrotate.d/pvcalls-backd
 
 deps:
 	scripts/install-deps
