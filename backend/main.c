@@ -64,6 +64,8 @@ static int backd_start(struct backd *bd)
         pvc_err("platform: %s", strerror(errno));
         return -1;
     }
+    pvc_info("platform: %s, because %s", pvc_platform_name(bd->plat),
+             pvc_platform_why(bd->plat));
     bd->xs = pvc_store_open(bd->plat);
     if (!bd->xs) {
         pvc_err("xenstore: %s", strerror(errno));
