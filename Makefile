@@ -78,7 +78,7 @@ TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 PROGS := $(patsubst tests/progs/%.c,$(BUILD)/progs/%,$(wildcard tests/progs/*.c))
 
 .SECONDARY:
-.PHONY: all check check-plain check-asan check-tsan tsan-build install install-deploy check-manpages deps \
+.PHONY: all check check-plain check-asan check-tsan tsan-build install install-deploy check-manpages check-xen deps \
         clean
 all: $(BINS) $(TESTS) $(PROGS)
 
@@ -220,6 +220,14 @@ install-deploy:
 
 deps:
 	scripts/install-deps
+
+# The project on real Xen 4.17 under QEMU (needs root; builds and caches
+# dom0 and guest images from Debian packages): see scripts/xen/README.md.
+check-xen:
+	scripts/xen/check-xen
+
+# make bench (not part of make check): see bench/README.md.
+include bench/bench.mk
 
 clean:
 	rm -rf build build-asan build-tsan
