@@ -61,6 +61,7 @@ static void connect_done(struct frontd *d, struct fd_cmd *c,
     if (s->dead)
         ret = -ECONNRESET;
     s->connecting = false;
+    s->connect_ring = NULL;
     if (ret == 0) {
         s->ring = c->ring;
         s->connected = true;
@@ -140,6 +141,7 @@ int32_t connect_start(struct frontd *d, struct fd_client *cl,
     c->req.u.connect.ref = r->refs[0];
     c->req.u.connect.evtchn = pvc_evtchn_port(r->evtchn);
     s->connecting = true;
+    s->connect_ring = r;
     cmd_submit(d, c);
     return 0;
 }

@@ -17,6 +17,8 @@
  *   connect.c  CONNECT: answered at once, finished in the state page
  *   listener.c ACCEPT: one backend ACCEPT ahead per listener, parked
  *              connections, the client's ACCEPT takes one
+ *   adopt.c    ADOPT: a token that travelled (exec, SCM_RIGHTS) described
+ *              to its new holder
  */
 #ifndef PVC_FRONTD_H
 #define PVC_FRONTD_H
@@ -137,6 +139,8 @@ struct fd_sock {
     int token;                /* our end of the token socketpair */
     struct pvc_watch watch;   /* HUP on token: last holder gone */
     struct fd_ring *ring;     /* connected / accepted sockets */
+    struct fd_ring *connect_ring; /* the ring of the CONNECT in flight
+                                   * (owned by that command; for ADOPT) */
     int state_fd;             /* the state page (also of a failed connect) */
     struct pvc_sock_shared *shared; /* our mapping of it (CONNECT only) */
     struct fd_client *owner;  /* for the per-client limit */
@@ -284,6 +288,11 @@ unsigned ops_ring_order(struct frontd *d, uint32_t want);
 int ops_reply_ring(struct frontd *d, struct fd_client *cl,
                    struct pvc_fd_rsp *rsp, int token, struct fd_ring *r,
                    int state_fd);
+
+/* adopt.c */
+/* ADOPT (tokfd owned): 0 once answered, or a negative errno to answer. */
+int32_t adopt_answer(struct frontd *d, struct fd_client *cl,
+                     const struct pvc_fd_req *req, int tokfd);
 
 /* connect.c */
 /* CONNECT on s: 0 once answered -EINPROGRESS, or a negative errno. */

@@ -416,6 +416,9 @@ void ops_dispatch(struct frontd *d, struct fd_client *cl,
     case PVC_FD_CONNECT ... PVC_FD_GETSOCKOPT:
         ret = on_socket(d, cl, req, tokfd);
         break;
+    case PVC_FD_ADOPT:
+        ret = adopt_answer(d, cl, req, tokfd);
+        break;
     default:
         if (tokfd >= 0)
             close(tokfd);

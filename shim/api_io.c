@@ -233,7 +233,15 @@ ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 {
     bool mine;
     ssize_t r = msg_call(fd, msg, flags, false, &mine);
-    return mine ? r : REAL(recvmsg)(fd, msg, flags);
+    if (mine)
+        return r;
+    r = REAL(recvmsg)(fd, msg, flags);
+    /* Fds passed with SCM_RIGHTS may be managed sockets: adopted before
+     * the program sees them.  (The kernel read msg, and left
+     * msg_controllen 0 when nothing came: that is the whole cost.) */
+    if (r >= 0 && !shim_in_shim && msg->msg_controllen)
+        shim_inherit_cmsg(msg);
+    return r;
 }
 
 #define UIO_MAXIOV_MMSG 1024u
@@ -317,9 +325,15 @@ int sendmmsg(int fd, struct mmsghdr *vec, unsigned vlen, int flags)
 int recvmmsg(int fd, struct mmsghdr *vec, unsigned vlen, int flags,
              struct timespec *timeout)
 {
-    if (shim_in_shim || !fdt_has(fd))
+    if (shim_in_shim)
         return REAL(recvmmsg)(fd, vec, vlen, flags, timeout);
-    return mmsg_call(fd, vec, vlen, flags, false, timeout);
+    if (fdt_has(fd))
+        return mmsg_call(fd, vec, vlen, flags, false, timeout);
+    int r = REAL(recvmmsg)(fd, vec, vlen, flags, timeout);
+    for (int i = 0; i < r; i++) /* as recvmsg: passed fds */
+        if (vec[i].msg_hdr.msg_controllen)
+            shim_inherit_cmsg(&vec[i].msg_hdr);
+    return r;
 }
 
 /* ---- sendfile (file -> managed socket) ----------------------------- */

@@ -108,6 +108,8 @@ int socket(int domain, int type, int protocol)
         return fd;
     }
     int err = shim_family_check(domain);
+    if (err == -EMFILE || err == -ENFILE)
+        return fail(-err); /* no fd even for the daemon connection */
     if (err == -EAFNOSUPPORT) {
         shim_log("socket(AF_INET6): passed nowhere: the backend has no "
                  "ipv6 extension");
@@ -120,6 +122,9 @@ int socket(int domain, int type, int protocol)
     struct pvc_fd_rsp rsp;
     int fds[SHIM_MAX_RX_FDS], nfds;
     err = shim_daemon_call(&req, -1, &rsp, fds, &nfds);
+    if (err == -EMFILE || err == -ENFILE)
+        return fail(-err); /* no fd for the token: the daemon releases
+                            * the socket when it sees its copy alone */
     if (err)
         return unreachable(domain, type, protocol, err);
     if (rsp.ret < 0) {
@@ -132,6 +137,12 @@ int socket(int domain, int type, int protocol)
         return fail(EPROTO);
     }
     close_all(fds + 1, nfds - 1);
+    if (shim_fd_beyond_limit(fds[0])) {
+        /* Received above the program's own limit (shim_fd_room_begin):
+         * natively there was no fd for it.  Closing it releases it. */
+        REAL(close)(fds[0]);
+        return fail(EMFILE);
+    }
     struct shim_sock *s = shim_sock_new(rsp.ino, domain);
     if (!s) {
         REAL(close)(fds[0]);
@@ -330,6 +341,12 @@ static int do_accept(struct shim_sock *s, int fd, struct sockaddr *addr,
     if (err)
         return err;
     int token = fds[0];
+    if (shim_fd_beyond_limit(token)) {
+        /* See socket(): the connection is lost, where Linux would leave
+         * it queued for a later accept (a documented difference). */
+        close_all(fds, nfds);
+        return -EMFILE;
+    }
     struct shim_sock *ns = shim_sock_new(rsp.ino, s->domain);
     err = ns ? shim_sock_attach(ns, &rsp, fds, nfds, 1) : -ENOMEM;
     if (!ns)

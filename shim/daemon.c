@@ -26,6 +26,11 @@ static atomic_int conns_init;
 static pthread_key_t conn_key;
 static pthread_once_t key_once = PTHREAD_ONCE_INIT;
 
+/* The daemon's pid as SO_PEERCRED shows it on our connection (tokens
+ * show the same: the daemon makes both ends); 0 until known. */
+static atomic_int daemon_pid;
+static atomic_int daemon_pid_known;
+
 static atomic_uint hello_ext;
 static atomic_uint hello_max_order;
 static atomic_int hello_done;
@@ -61,7 +66,7 @@ static void drop_conn(void)
     if (tls_conn < 0)
         return;
     forget_conn(tls_conn);
-    REAL(close)(tls_conn);
+    shim_priv_close(tls_conn);
     tls_conn = -1;
 }
 
@@ -86,6 +91,20 @@ void shim_daemon_fd_closed(int fd)
         tls_conn = -1;
 }
 
+void shim_daemon_range_closed(unsigned first, unsigned last)
+{
+    if (!atomic_load(&conns_init))
+        return;
+    for (int i = 0; i < MAX_CONNS; i++) {
+        int fd = atomic_load(&conns[i]);
+        /* Ours are private (skipped by close_range) unless marking them
+         * failed: then the number is gone, and must be forgotten. */
+        if (fd >= 0 && (unsigned)fd >= first && (unsigned)fd <= last &&
+            !shim_priv_is(fd))
+            shim_daemon_fd_closed(fd);
+    }
+}
+
 void shim_daemon_fork_child(void)
 {
     if (!atomic_load(&conns_init))
@@ -93,7 +112,7 @@ void shim_daemon_fork_child(void)
     for (int i = 0; i < MAX_CONNS; i++) {
         int fd = atomic_exchange(&conns[i], -1);
         if (fd >= 0)
-            REAL(close)(fd);
+            shim_priv_close(fd);
     }
     tls_conn = -1;
 }
@@ -106,6 +125,16 @@ static const char *daemon_path(void)
 static int xfer(int conn, struct pvc_fd_req *req, int token,
                 struct pvc_fd_rsp *rsp, int fds[SHIM_MAX_RX_FDS], int *nfds);
 
+static void note_daemon_pid(int conn)
+{
+    struct ucred cred;
+    socklen_t len = sizeof(cred);
+    if (REAL(getsockopt)(conn, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+        return;
+    atomic_store(&daemon_pid, (int)cred.pid);
+    atomic_store(&daemon_pid_known, 1);
+}
+
 static int open_conn(void)
 {
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -116,11 +145,13 @@ static int open_conn(void)
     int fd = REAL(socket)(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -errno;
+    fd = shim_priv_fd(fd);
     if (REAL(connect)(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
         int err = errno;
-        REAL(close)(fd);
+        shim_priv_close(fd);
         return -err;
     }
+    note_daemon_pid(fd);
     struct pvc_fd_req req = { .op = PVC_FD_HELLO,
                               .version = PVC_FD_PROTO_VERSION };
     struct pvc_fd_rsp rsp;
@@ -131,7 +162,7 @@ static int open_conn(void)
     if (!err && rsp.ret < 0)
         err = rsp.ret;
     if (err) {
-        REAL(close)(fd);
+        shim_priv_close(fd);
         return err;
     }
     atomic_store(&hello_ext, rsp.ext);
@@ -196,9 +227,16 @@ static int recv_rsp(int conn, struct pvc_fd_rsp *rsp,
     *nfds = 0;
     /* The kernel restarts this itself after an SA_RESTART handler, and
      * returns EINTR otherwise: exactly the blocking call's semantics. */
+    /* The answer's fds must not fail for want of numbers below a low
+     * soft limit that the program set for its own fds: the shim's own
+     * ones go above it (and an app-visible token that lands there is
+     * refused by the caller with EMFILE, as Linux would). */
+    rlim_t soft = shim_fd_room_begin(SHIM_MAX_RX_FDS);
     ssize_t n = REAL(recvmsg)(conn, &mh, MSG_CMSG_CLOEXEC);
+    int err = errno;
+    shim_fd_room_end(soft);
     if (n < 0)
-        return -errno;
+        return -err;
     for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
         if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
             continue;
@@ -214,8 +252,13 @@ static int recv_rsp(int conn, struct pvc_fd_rsp *rsp,
     }
     if (n == 0)
         return -ECONNRESET;
-    if (n != (ssize_t)sizeof(*rsp) || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)))
+    if (n != (ssize_t)sizeof(*rsp) || (mh.msg_flags & MSG_TRUNC))
         return -EPROTO;
+    /* A whole answer whose fds the kernel could not all install (no
+     * answer carries more than we take): this process has no free fd.
+     * The connection is still in step. */
+    if (mh.msg_flags & MSG_CTRUNC)
+        return -EMFILE;
     return 0;
 }
 
@@ -245,8 +288,9 @@ int shim_daemon_call(struct pvc_fd_req *req, int token,
     shim_in_shim++;
     int conn = get_conn();
     int err = conn < 0 ? conn : xfer(conn, req, token, rsp, fds, nfds);
-    /* A dead or desynchronised connection is never reused. */
-    if (err && conn >= 0)
+    /* A dead or desynchronised connection is never reused (one whose
+     * answer only lacked room for its fds is fine). */
+    if (err && err != -EMFILE && conn >= 0)
         drop_conn();
     /* The daemon restarted or the application closed our fd: retry once
      * on a fresh connection, unless the call itself was interrupted. */
@@ -273,5 +317,20 @@ int shim_daemon_hello(uint32_t *ext, uint32_t *max_order)
     }
     *ext = atomic_load(&hello_ext);
     *max_order = atomic_load(&hello_max_order);
+    return 0;
+}
+
+int shim_daemon_pid(pid_t *pid, bool connect)
+{
+    if (!atomic_load(&daemon_pid_known)) {
+        if (!connect)
+            return -ENOTCONN;
+        shim_in_shim++;
+        int conn = get_conn();
+        shim_in_shim--;
+        if (conn < 0)
+            return conn;
+    }
+    *pid = (pid_t)atomic_load(&daemon_pid);
     return 0;
 }

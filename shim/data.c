@@ -82,14 +82,23 @@ static size_t iov_total(const struct iovec *iov, int cnt)
 
 bool shim_fd_nonblock(int fd)
 {
+    if (atomic_load_explicit(&shim_sandboxed, memory_order_relaxed)) {
+        struct shim_sock *s = shim_sock_get(fd);
+        bool nb = s && atomic_load(&s->nonblock_snap);
+        if (s)
+            shim_sock_put(s);
+        return nb;
+    }
     int fl = REAL(fcntl)(fd, F_GETFL);
     return fl >= 0 && (fl & O_NONBLOCK);
 }
 
-/* EPIPE raises SIGPIPE on the calling thread, as the kernel does. */
+/* EPIPE raises SIGPIPE on the calling thread, as the kernel does (not in
+ * a seccomp sandbox: sending a signal is a syscall it kills for). */
 static ssize_t send_error(int err, int flags)
 {
-    if (err == -EPIPE && !(flags & MSG_NOSIGNAL))
+    if (err == -EPIPE && !(flags & MSG_NOSIGNAL) &&
+        !atomic_load(&shim_sandboxed))
         pthread_kill(pthread_self(), SIGPIPE);
     return err;
 }

@@ -261,15 +261,14 @@ static int ep_kernel(struct shim_epoll *ep)
     global_lock(&kernel_lock, &saved);
     int err = 0;
     if (atomic_load(&ep->hidden) < 0) {
-        int h = REAL(epoll_create1)(EPOLL_CLOEXEC);
+        int h = shim_priv_fd(REAL(epoll_create1)(EPOLL_CLOEXEC));
         int w = h < 0 ? -1 : eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        w = shim_priv_fd(w);
         struct epoll_event ev = { .events = EPOLLIN, .data.u64 = WAKE_ID };
         if (w < 0 || REAL(epoll_ctl)(h, EPOLL_CTL_ADD, w, &ev) < 0) {
             err = -errno;
-            if (h >= 0)
-                REAL(close)(h);
-            if (w >= 0)
-                REAL(close)(w);
+            shim_priv_close(h);
+            shim_priv_close(w);
         } else {
             atomic_store(&ep->wake_fd, w);
             atomic_store(&ep->hidden, h);
@@ -309,11 +308,10 @@ static void ep_release(struct fdt_obj *o)
         watch_free(w);
     }
     if (atomic_load(&ep->hidden) >= 0) {
-        REAL(close)(atomic_load(&ep->hidden));
-        REAL(close)(atomic_load(&ep->wake_fd));
+        shim_priv_close(atomic_load(&ep->hidden));
+        shim_priv_close(atomic_load(&ep->wake_fd));
     }
-    if (ep->marker_fd >= 0)
-        REAL(close)(ep->marker_fd);
+    shim_priv_close(ep->marker_fd);
     pthread_mutex_destroy(&ep->ctl_lock);
     pthread_mutex_destroy(&ep->lock);
     shim_obj_fini(&ep->head);
@@ -694,11 +692,11 @@ static void wake_fast_waiters(struct shim_epoll *ep, int epfd)
     if (atomic_load(&fast_waiters) == 0)
         return;
     if (ep->marker_fd < 0) {
-        int m = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        int m = shim_priv_fd(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
         struct epoll_event ev = { .events = EPOLLIN | EPOLLET,
                                   .data.ptr = (void *)&fast_marker };
         if (m >= 0 && REAL(epoll_ctl)(epfd, EPOLL_CTL_ADD, m, &ev) < 0) {
-            REAL(close)(m);
+            shim_priv_close(m);
             m = -1;
         }
         ep->marker_fd = m;

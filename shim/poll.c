@@ -227,7 +227,9 @@ static int kernel_wait(struct pset *p, const struct timespec *tp,
                        const sigset_t *sigmask)
 {
     pset_refresh(p);
-    if (REAL(ppoll)(p->kern, p->nk, tp, sigmask) < 0)
+    /* No wake fd (sandboxed: see shim_sandboxed): not even an entry. */
+    nfds_t nk = p->kern[p->nk - 1].fd >= 0 ? p->nk : p->nk - 1;
+    if (REAL(ppoll)(p->kern, nk, tp, sigmask) < 0)
         return -errno; /* EINTR included: poll is never restarted */
     pset_ack(p);
     return 0;
@@ -273,8 +275,10 @@ static int poll_managed(struct pollfd *ufds, nfds_t n,
     *mine = false;
     if (fdt_capacity() == 0 || shim_in_shim)
         return 0;
+    /* (Sandboxed, prlimit64 may kill: the kernel's ppoll checks it.) */
     struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && n > rl.rlim_cur)
+    if (!atomic_load(&shim_sandboxed) &&
+        getrlimit(RLIMIT_NOFILE, &rl) == 0 && n > rl.rlim_cur)
         return 0; /* the kernel's EINVAL */
     struct pset p;
     int r = pset_init(&p, ufds, n);

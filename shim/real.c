@@ -17,6 +17,7 @@
 
 struct shim_real shim_real;
 __thread int shim_in_shim;
+atomic_int shim_sandboxed;
 
 static atomic_int resolved;          /* 0 until every pointer is set */
 static __thread int resolving;       /* this thread is inside dlsym */

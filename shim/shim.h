@@ -23,6 +23,13 @@
  *   epoll_ready.c  the ready list: LT, EPOLLET, EPOLLONESHOT (pure)
  *   epoll_inst.c   an epoll instance's managed members, its waits
  *   epoll.c    the interposed epoll_* calls and their argument checks
+ *   adopt.c    a token that travelled (exec, SCM_RIGHTS) made a socket
+ *              again (the daemon's ADOPT)
+ *   inherit.c  finding such tokens: at load (pending fds), in received
+ *              SCM_RIGHTS
+ *   exec.c     exec and posix_spawn: the shim and its settings put back
+ *              into the new program's environment; static targets named
+ *   sandbox.c  prctl(PR_SET_SECCOMP): the data path within a sandbox
  *   api_*.c    the interposed entry points
  */
 #ifndef PVC_SHIM_H
@@ -36,8 +43,10 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
@@ -102,7 +111,21 @@
                    const sigset_t *))                                       \
     X(int, select, (int, fd_set *, fd_set *, fd_set *, struct timeval *))   \
     X(int, pselect, (int, fd_set *, fd_set *, fd_set *,                     \
-                     const struct timespec *, const sigset_t *))
+                     const struct timespec *, const sigset_t *))            \
+    X(int, execve, (const char *, char *const *, char *const *))            \
+    X(int, execveat, (int, const char *, char *const *, char *const *,      \
+                      int))                                                 \
+    X(int, fexecve, (int, char *const *, char *const *))                    \
+    X(int, execvpe, (const char *, char *const *, char *const *))           \
+    X(int, posix_spawn, (pid_t *, const char *,                             \
+                         const posix_spawn_file_actions_t *,                \
+                         const posix_spawnattr_t *, char *const *,          \
+                         char *const *))                                    \
+    X(int, posix_spawnp, (pid_t *, const char *,                            \
+                          const posix_spawn_file_actions_t *,               \
+                          const posix_spawnattr_t *, char *const *,         \
+                          char *const *))                                   \
+    X(int, prctl, (int, ...))
 
 struct shim_real {
 #define SHIM_REAL_FIELD(ret, name, args) ret(*name) args;
@@ -121,6 +144,12 @@ void shim_init(void);
  * (the shim's own calls into libc that might come back into a wrapper). */
 extern __thread int shim_in_shim;
 
+/* Set once the program confined itself with a seccomp filter (sandbox.c):
+ * the data path then makes only the syscalls such sandboxes allow (read,
+ * write, ppoll, futex, ...; sshd's pre-auth child kills on anything else,
+ * and lowers RLIMIT_NOFILE to 1, which bounds ppoll's nfds). */
+extern atomic_int shim_sandboxed;
+
 /* ---- env.c --------------------------------------------------------- */
 
 /* The guest daemon's socket (PVC_FRONTD_SOCK or the default). */
@@ -129,6 +158,14 @@ const char *shim_env_frontd_sock(void);
 bool shim_env_fallback_native(void);
 /* PVC_SHIM_LOG set (not 0) or PVC_LOG=debug. */
 bool shim_env_log(void);
+/* PVC_NO_INHERIT set (not 0): exec'd programs get the shim only if the
+ * environment they are given still names it. */
+bool shim_env_no_inherit(void);
+/* LD_PRELOAD as it was at load (NULL: unset). */
+const char *shim_env_preload(void);
+/* The PVC_* settings at load ("NAME=value", NULL-terminated; in a
+ * sanitizer build also the sanitizers' options). */
+const char *const *shim_env_settings(void);
 
 /* Logging of what the shim carried (PVC_SHIM_LOG=1 or PVC_LOG=debug). */
 bool shim_log_enabled(void);
@@ -213,6 +250,44 @@ void fdt_fork_parent(void);
 void fdt_fork_child(void);
 /* Highest fd the table can hold + 1 (0 before first use). */
 int fdt_capacity(void);
+/* Highest fd ever set (or marked pending) + 1. */
+int fdt_high_water(void);
+/* Does fd's slot name a socket, or an inherited fd still to be looked
+ * at?  (Raw: looks nothing up.) */
+bool fdt_maybe_sock(int fd);
+
+/* Inherited fds that may be tokens (inherit.c) are marked pending at
+ * load; the first lookup of such a slot (fdt_get*, fdt_has*,
+ * fdt_waitable) calls the resolver, which adopts the token (fdt_set) or
+ * clears the mark.  fdt_remove and fdt_set never look. */
+void fdt_set_pending_resolver(void (*resolve)(int fd));
+/* Mark an empty slot pending: 0, or -1 when fd is beyond the table. */
+int fdt_mark_pending(int fd);
+bool fdt_is_pending(int fd);
+void fdt_clear_pending(int fd);
+
+/* The shim's own fds (daemon connections, wake eventfds, event-channel
+ * fds, hidden epolls), kept out of the program's way: shim_priv_fd moves
+ * a new CLOEXEC fd of ours to the high private range (or leaves it where
+ * it is if it cannot) and marks it; returns the number to use.  close,
+ * close_range and closefrom from the program skip marked fds (api_fd.c).
+ * shim_priv_close unmarks and closes; shim_priv_forget only unmarks (the
+ * number was closed or reused behind our back). */
+int shim_priv_fd(int fd);
+/* Room for nfds more fds than the program's soft limit allows, for the
+ * fds of a daemon answer (only when the hard limit leaves room and the
+ * soft one is small): returns the soft limit to put back with
+ * shim_fd_room_end(), or 0 when nothing was changed. */
+rlim_t shim_fd_room_begin(unsigned nfds);
+void shim_fd_room_end(rlim_t soft);
+/* Whether fd is at or above the program's soft limit: an fd the program
+ * could not have had (it then gets EMFILE instead). */
+bool shim_fd_beyond_limit(int fd);
+bool shim_priv_is(int fd);
+void shim_priv_forget(int fd);
+void shim_priv_close(int fd);
+/* close_range(2) over [first, last] except the marked fds: 0 or -errno. */
+int shim_priv_close_range(unsigned first, unsigned last, unsigned flags);
 
 /* ---- daemon.c ------------------------------------------------------ */
 
@@ -230,7 +305,13 @@ int shim_daemon_hello(uint32_t *ext, uint32_t *max_order);
 /* Is fd one of our daemon connections?  (close/close_range/dup2 from the
  * application then make us forget it.) */
 void shim_daemon_fd_closed(int fd);
+/* The same for every number in [first, last] (close_range). */
+void shim_daemon_range_closed(unsigned first, unsigned last);
 void shim_daemon_fork_child(void);
+/* The daemon's pid as SO_PEERCRED reports it (on our connection, and on
+ * every token: the daemon makes both ends).  Connects first if needed and
+ * connect is set; -ENOTCONN if not known and !connect.  0 or -errno. */
+int shim_daemon_pid(pid_t *pid, bool connect);
 
 /* ---- sock.c -------------------------------------------------------- */
 
@@ -264,6 +345,9 @@ struct shim_sock {
     /* SO_RCVTIMEO / SO_SNDTIMEO in ns (0: none); the token keeps the
      * option itself, these are this process's cached copies. */
     _Atomic int64_t rcvtimeo_ns, sndtimeo_ns;
+    /* The token's O_NONBLOCK as it was when the program sandboxed itself
+     * (fcntl is then out of reach; see shim_sandboxed). */
+    atomic_int nonblock_snap;
     /* The ring of an earlier failed connect: unmapped only on release,
      * since a thread may still be looking at its state page. */
     void *stale_ring_map, *stale_shared;
@@ -315,6 +399,19 @@ void shim_token_drain(int fd);
 /* A deadline from a SO_RCVTIMEO/SO_SNDTIMEO value (0: none -> -1). */
 int64_t shim_deadline(int64_t timeo_ns);
 
+/* ---- adopt.c / inherit.c ------------------------------------------- */
+
+/* Is fd an AF_UNIX stream socket (what a token is)?  Its peer's pid
+ * (SO_PEERCRED) in *peer. */
+bool shim_token_shaped(int fd, pid_t *peer);
+/* fd as a managed socket, if it is a token of the daemon (whose pid is
+ * daemon_pid): the daemon's ADOPT answer rebuilt (a new reference, not
+ * yet in the table), or NULL. */
+struct shim_sock *shim_adopt(int fd, pid_t daemon_pid);
+/* recvmsg returned ancillary data m: tokens among the fds it carried are
+ * adopted (inherit.c). */
+void shim_inherit_cmsg(struct msghdr *m);
+
 /* ---- uaccess.c ----------------------------------------------------- */
 
 /* Copy between our memory and application memory that may be invalid.
@@ -322,6 +419,9 @@ int64_t shim_deadline(int64_t timeo_ns);
  * not even the first byte could be copied. */
 ssize_t shim_copy_from_user(void *dst, const void *usrc, size_t len);
 ssize_t shim_copy_to_user(void *udst, const void *src, size_t len);
+/* From now on copy with memcpy (the process_vm_* syscalls are about to be
+ * forbidden: a seccomp sandbox). */
+void shim_uaccess_memcpy_only(void);
 /* The buffers of a read or write, checked as Linux's import_iovec does
  * before anything moves (lengths capped at MAX_RW_COUNT, then every
  * segment inside user space): 0 or -EFAULT. */

@@ -28,8 +28,13 @@ static void unmap_ring(void *ring_map, size_t ring_len, void *shared,
         if (shared)
             munmap(shared, PAGE);
     }
-    if (evt)
+    if (evt) {
+        /* The platform closes the channel's fds with close(), which is
+         * ours: inside the shim it closes private fds for real. */
+        shim_in_shim++;
         pvc_evtchn_close(evt);
+        shim_in_shim--;
+    }
 }
 
 static void sock_release(struct fdt_obj *obj)
@@ -165,11 +170,15 @@ int shim_sock_attach(struct shim_sock *s, const struct pvc_fd_rsp *rsp,
         .port = rsp->evt_port, .kick_port = rsp->evt_kick_port,
         .nfds = (int)rsp->evt_nfds,
     };
+    /* The channel's fds live as long as the socket: the program must
+     * not see them (close-everything loops, fd numbering). */
     for (int i = 0; i < eh.nfds; i++) {
-        eh.fds[i] = fds[first + 2 + i];
+        eh.fds[i] = shim_priv_fd(fds[first + 2 + i]);
         fds[first + 2 + i] = -1; /* adopt owns them, even on failure */
     }
+    shim_in_shim++; /* its close() on failure must close private fds */
     s->evt = pvc_evtchn_adopt(&eh);
+    shim_in_shim--;
     if (!s->evt) {
         err = -errno;
         /* The ring stays mapped (and is unmapped on release), as it

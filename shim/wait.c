@@ -122,7 +122,8 @@ int shim_wait(struct shim_sock *s, int fd, int64_t deadline_ns)
     }
     struct pollfd p[2] = { { wfd, POLLIN, 0 }, { node.wake_fd, POLLIN, 0 } };
     shim_sig_norestart = 0;
-    int r = sleep_on(p, 2, deadline_ns);
+    /* No wake fd (sandboxed): one entry, as RLIMIT_NOFILE may be 1. */
+    int r = sleep_on(p, node.wake_fd >= 0 ? 2 : 1, deadline_ns);
     int err = errno;
     if (r > 0 && (p[0].revents & POLLIN))
         shim_sock_ack(s, wfd, node.owner);

@@ -74,8 +74,7 @@ static pthread_once_t wake_key_once = PTHREAD_ONCE_INIT;
 static void wake_fd_dtor(void *unused)
 {
     (void)unused;
-    if (thread_wake_fd >= 0)
-        REAL(close)(thread_wake_fd);
+    shim_priv_close(thread_wake_fd);
     thread_wake_fd = -1;
 }
 
@@ -88,9 +87,12 @@ int shim_thread_wake_fd(void)
 {
     if (thread_wake_fd >= 0)
         return thread_wake_fd;
+    /* In a seccomp sandbox eventfd may kill us: waits go without. */
+    if (atomic_load(&shim_sandboxed))
+        return -1;
     pthread_once(&wake_key_once, wake_key_init);
     int saved = errno;
-    thread_wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    thread_wake_fd = shim_priv_fd(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
     /* Any non-NULL value makes the destructor run at thread exit. */
     if (thread_wake_fd >= 0)
         pthread_setspecific(wake_key, &thread_wake_fd);
@@ -126,8 +128,7 @@ void shim_waitq_fork_child(void)
 {
     pthread_mutex_init(&refork_lock, NULL);
     atomic_fetch_add(&fork_gen, 1);
-    if (thread_wake_fd >= 0)
-        REAL(close)(thread_wake_fd);
+    shim_priv_close(thread_wake_fd);
     thread_wake_fd = -1;
 }
 

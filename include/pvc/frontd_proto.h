@@ -22,6 +22,13 @@
  * the daemon checks that the received fd's inode is that socket's token
  * and closes its copy.
  *
+ * Tokens travel (exec, SCM_RIGHTS): a process holding a token it did
+ * not get in an answer asks PVC_FD_ADOPT for everything it needs to use
+ * the socket.  The daemon makes both ends of every token pair itself, so
+ * SO_PEERCRED on a token names the daemon's pid (the same pid as on a
+ * connection to the daemon's socket): the shim uses that to pick the
+ * fds worth asking about, and the daemon's answer is the proof.
+ *
  * Token readiness.  The daemon writes one byte on its end of a token
  * (non-blocking; a full buffer is readable anyway) when (a) a listener
  * has a parked connection, and no byte was written since the last ACCEPT
@@ -51,7 +58,7 @@
 #include <stdint.h>
 
 #define PVC_FRONTD_DEFAULT_SOCK "/run/pvcalls/frontd.sock"
-#define PVC_FD_PROTO_VERSION 3
+#define PVC_FD_PROTO_VERSION 4
 
 enum pvc_fd_op {
     /* in: version.  out: ret, ext (the PVC_EXT_* bits enabled with the
@@ -101,7 +108,37 @@ enum pvc_fd_op {
      * (GETSOCKOPT: optlen, optval). */
     PVC_FD_SETSOCKOPT,
     PVC_FD_GETSOCKOPT,
+    /* in: a token fd (the proof, as for every per-socket op), ino (its
+     * fstat inode).  Asked by a process that holds a token it did not get
+     * from this daemon's answers: inherited across exec, or received
+     * with SCM_RIGHTS.  Never blocks, changes nothing.  out: -ENOTSOCK
+     * when the fd is no token of this daemon (or names a socket being
+     * released); else ret 0, ino, domain, type (SOCK_STREAM), protocol
+     * (IPPROTO_TCP), sock_state (enum pvc_fd_sock_state), sock_flags
+     * (PVC_FD_SOCK_F_*), so_error (FAILED: the failed connect's error)
+     * and, when the socket has a ring (CONNECTING, CONNECTED), the ring
+     * fds exactly as CONNECT's answer: [0] ring pages, [1] state page,
+     * then the channel's fds; ring_offset, order, evt_*.  A CONNECTING
+     * socket settles as after CONNECT: the backend's answer lands in
+     * that state page and the token turns readable.  (A failed connect's
+     * error may already have been reported to the holder that saw it
+     * first: the daemon cannot tell, and reports it again.) */
+    PVC_FD_ADOPT,
 };
+
+/* ADOPT: where a socket is, as the daemon knows it. */
+enum pvc_fd_sock_state {
+    PVC_FD_SOCK_CREATED = 0,
+    PVC_FD_SOCK_BOUND,
+    PVC_FD_SOCK_LISTENING,
+    PVC_FD_SOCK_CONNECTING,   /* CONNECT sent, the backend has not answered */
+    PVC_FD_SOCK_CONNECTED,    /* connected or accepted */
+    PVC_FD_SOCK_FAILED,       /* its last connect failed (so_error) */
+};
+/* ADOPT's sock_flags. */
+#define PVC_FD_SOCK_F_BOUND 1u /* bound (FAILED: a new connect starts bound) */
+#define PVC_FD_SOCK_F_DEAD 2u  /* the backend that knew it went away: every
+                                * call on it fails (-ECONNRESET) */
 
 /* Connections a listener's daemon side accepts ahead of the program. */
 #define PVC_FD_ACCEPT_PARK 64u
@@ -141,6 +178,10 @@ struct pvc_fd_rsp {
     uint8_t optval[PVC_FD_OPT_MAX];
     uint32_t addrlen;
     uint8_t addr[PVC_FD_ADDR_MAX];
+    int32_t domain, type, protocol; /* ADOPT */
+    uint32_t sock_state;    /* ADOPT: enum pvc_fd_sock_state */
+    uint32_t sock_flags;    /* ADOPT: PVC_FD_SOCK_F_* */
+    int32_t so_error;       /* ADOPT (FAILED) */
 };
 
 /*

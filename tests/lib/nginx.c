@@ -72,6 +72,17 @@ void ngx_setup(struct ngx_srv *n, struct rp_env *e, const char *name)
     write_conf(n);
 }
 
+void ngx_conf_prepend(struct ngx_srv *n, const char *directives)
+{
+    char *old = rp_slurp(n->conf);
+    FILE *f = fopen(n->conf, "w");
+    cr_assert(f, "%s: %m", n->conf);
+    fputs(directives, f);
+    fputs(old, f);
+    free(old);
+    cr_assert_eq(fclose(f), 0, "%s: %m", n->conf);
+}
+
 const char *ngx_www_path(const struct ngx_srv *n, const char *name,
                          char *buf, size_t len)
 {

@@ -37,6 +37,9 @@ struct ngx_srv {
 /* Write nginx.conf and create www/ for a free loopback port, in the
  * test directory's subdirectory name (one per nginx). */
 void ngx_setup(struct ngx_srv *n, struct rp_env *e, const char *name);
+/* Put main-context directives (e.g. "user nobody nogroup;\n") at the
+ * top of nginx.conf, after ngx_setup and before ngx_start. */
+void ngx_conf_prepend(struct ngx_srv *n, const char *directives);
 /* A file's path in www/, and its URL. */
 const char *ngx_www_path(const struct ngx_srv *n, const char *name,
                          char *buf, size_t len);

@@ -9,6 +9,9 @@
 
 #include <pthread.h>
 
+/* The library defines it in real.c, which this test does not include. */
+atomic_int shim_sandboxed;
+
 struct obj {
     struct fdt_obj head;
     int released;
