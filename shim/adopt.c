@@ -70,6 +70,8 @@ static struct shim_sock *rebuild(const struct pvc_fd_rsp *rsp, int *fds,
         (rsp->sock_state != PVC_FD_SOCK_FAILED ||
          (rsp->so_error < 0 && rsp->so_error >= -4095)))
         s = shim_sock_new(rsp->ino, rsp->domain);
+    if (s)
+        s->born_epoch = -1; /* other processes hold it too */
     if (!s || (ring && shim_sock_attach(s, rsp, fds, nfds, 0) < 0)) {
         for (int i = 0; i < nfds; i++)
             if (fds[i] >= 0)

@@ -18,6 +18,7 @@
 struct shim_real shim_real;
 __thread int shim_in_shim;
 atomic_int shim_sandboxed;
+atomic_int shim_fork_epoch;
 
 static atomic_int resolved;          /* 0 until every pointer is set */
 static __thread int resolving;       /* this thread is inside dlsym */
@@ -42,6 +43,7 @@ static void fork_prepare(void)
 
 static void fork_parent(void)
 {
+    atomic_fetch_add(&shim_fork_epoch, 1);
     fdt_fork_parent();
 }
 
@@ -51,6 +53,7 @@ static void fork_parent(void)
  * the wait machinery's locks and thread wake fds (waitq.c). */
 static void fork_child(void)
 {
+    atomic_fetch_add(&shim_fork_epoch, 1);
     fdt_fork_child();
     shim_daemon_fork_child();
     shim_waitq_fork_child();

@@ -149,6 +149,9 @@ extern __thread int shim_in_shim;
  * write, ppoll, futex, ...; sshd's pre-auth child kills on anything else,
  * and lowers RLIMIT_NOFILE to 1, which bounds ppoll's nfds). */
 extern atomic_int shim_sandboxed;
+/* Forks this process took part in (as parent or child): a socket made
+ * before the last one may have waiters in other processes too. */
+extern atomic_int shim_fork_epoch;
 
 /* ---- env.c --------------------------------------------------------- */
 
@@ -336,6 +339,9 @@ struct shim_sock {
     struct pvc_sock_shared *shared;
     struct pvc_evtchn *evt;
     int evt_fd;
+    /* shim_fork_epoch when this process made the socket; -1 when it came
+     * from elsewhere (exec, SCM_RIGHTS): see shim_sock_maybe_shared(). */
+    int born_epoch;
     atomic_int rx_err_done; /* the in ring's error was reported once */
     atomic_int so_error;  /* pending SO_ERROR (a failed connect's) */
     /* Set when a connect finished while nobody waited in connect(): the

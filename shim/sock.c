@@ -79,6 +79,7 @@ struct shim_sock *shim_sock_new(uint64_t ino, int domain)
     s->domain = domain;
     atomic_init(&s->state, SHIM_CREATED);
     s->evt_fd = -1;
+    s->born_epoch = atomic_load(&shim_fork_epoch);
     return s;
 }
 

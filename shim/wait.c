@@ -103,6 +103,25 @@ static int wait_result(struct shim_sock *s, int r, int err,
     return 0;
 }
 
+/* Holders of one socket in different processes share only its event
+ * channel: one of them may take (acknowledge) an event that another one
+ * was waiting for, which would then sleep until the next event (cat
+ * writing into an inherited socket while head reads from it can stall
+ * for good).  So a socket that other processes may hold (made before a
+ * fork this process took part in, or received through exec or
+ * SCM_RIGHTS) is re-checked at least every SHARED_RECHECK_NS: a lost
+ * wake-up costs that much, and only such sockets pay anything. */
+#define SHARED_RECHECK_NS (50 * 1000000LL)
+
+static int64_t bounded_if_shared(const struct shim_sock *s, int wfd,
+                                 int64_t deadline_ns)
+{
+    if (wfd != s->evt_fd || s->born_epoch == atomic_load(&shim_fork_epoch))
+        return deadline_ns;
+    int64_t bound = shim_now_ns() + SHARED_RECHECK_NS;
+    return deadline_ns >= 0 && deadline_ns < bound ? deadline_ns : bound;
+}
+
 int shim_wait(struct shim_sock *s, int fd, int64_t deadline_ns)
 {
     if (deadline_ns >= 0 && shim_now_ns() >= deadline_ns)
@@ -123,7 +142,8 @@ int shim_wait(struct shim_sock *s, int fd, int64_t deadline_ns)
     struct pollfd p[2] = { { wfd, POLLIN, 0 }, { node.wake_fd, POLLIN, 0 } };
     shim_sig_norestart = 0;
     /* No wake fd (sandboxed): one entry, as RLIMIT_NOFILE may be 1. */
-    int r = sleep_on(p, node.wake_fd >= 0 ? 2 : 1, deadline_ns);
+    int r = sleep_on(p, node.wake_fd >= 0 ? 2 : 1,
+                     bounded_if_shared(s, wfd, deadline_ns));
     int err = errno;
     if (r > 0 && (p[0].revents & POLLIN))
         shim_sock_ack(s, wfd, node.owner);
