@@ -378,6 +378,17 @@ void fdt_clear_pending(int fd)
  * highest number in use (8 bytes per slot), and every process pays. */
 #define PRIV_MAX_BASE 4096
 
+/* Closing one of our own fds.  A raw syscall: interposed close() would
+ * come back into the shim, and this also runs where libc may not (vfork
+ * children).  ThreadSanitizer tracks fds through libc's close, and takes
+ * a number that a raw close freed and eventfd() handed out again for a
+ * race; in its builds (never preloaded: only the unit tests) libc's. */
+#if defined(__SANITIZE_THREAD__)
+#define priv_raw_close(fd) close(fd)
+#else
+#define priv_raw_close(fd) syscall(SYS_close, (fd))
+#endif
+
 static _Atomic(_Atomic uint64_t *) priv_bits;
 static atomic_int priv_count;
 static atomic_int priv_high;      /* highest private fd ever + 1 */
@@ -497,7 +508,7 @@ int shim_priv_fd(int fd)
     int saved = errno;
     long above = dup_above_soft_limit(fd);
     if (above >= 0) {
-        syscall(SYS_close, fd);
+        priv_raw_close(fd);
         priv_mark((int)above);
         errno = saved;
         return (int)above;
@@ -506,7 +517,7 @@ int shim_priv_fd(int fd)
     if (base > fd) {
         long hi = syscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC, base);
         if (hi >= 0) {
-            syscall(SYS_close, fd);
+            priv_raw_close(fd);
             fd = (int)hi;
         }
     }
@@ -539,7 +550,7 @@ void shim_priv_close(int fd)
         return;
     int saved = errno;
     shim_priv_forget(fd);
-    syscall(SYS_close, fd);
+    priv_raw_close(fd);
     errno = saved;
 }
 
