@@ -83,7 +83,9 @@ static void attempt_free(struct frontd *d, struct fd_ring *r, int state_fd,
         close(state_fd);
 }
 
-/* A ring and a mapped state page for one attempt; 0 or -ENOMEM. */
+/* A ring and a mapped state page for one attempt; 0, -ENOBUFS when the
+ * guest's grants or event channels ran out (what Linux's TCP connect gives
+ * when it cannot get buffers), or -ENOMEM. */
 static int32_t attempt_resources(struct frontd *d, uint32_t order,
                                  struct fd_ring **r, int *state_fd,
                                  struct pvc_sock_shared **st)
@@ -93,8 +95,9 @@ static int32_t attempt_resources(struct frontd *d, uint32_t order,
     *st = *state_fd >= 0 ? state_page_map(*state_fd) : NULL;
     if (*st)
         return 0;
+    int32_t err = *r ? -ENOMEM : -ENOBUFS;
     attempt_free(d, *r, *state_fd, NULL);
-    return -ENOMEM;
+    return err;
 }
 
 int32_t connect_start(struct frontd *d, struct fd_client *cl,

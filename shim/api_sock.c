@@ -441,6 +441,15 @@ int shutdown(int fd, int how)
     return err ? fail(-err) : 0;
 }
 
+/* The wildcard address and port 0, as Linux reports for an unbound socket. */
+static void wildcard_name(const struct shim_sock *s, struct pvc_fd_rsp *rsp)
+{
+    struct sockaddr_in6 any = { .sin6_family = (sa_family_t)s->domain };
+    memcpy(rsp->addr, &any, sizeof(any));
+    rsp->addrlen = s->domain == AF_INET ? sizeof(struct sockaddr_in)
+                                        : sizeof(struct sockaddr_in6);
+}
+
 static int name_common(struct shim_sock *s, int fd, struct sockaddr *addr,
                        socklen_t *alen, bool peer)
 {
@@ -451,14 +460,17 @@ static int name_common(struct shim_sock *s, int fd, struct sockaddr *addr,
     } else if (peer && (st != SHIM_CONNECTED || fully_closed(s))) {
         err = -ENOTCONN;
     } else if (!peer && st == SHIM_CREATED) {
-        /* Unbound: the wildcard address and port 0, as Linux reports. */
-        struct sockaddr_in6 any = { .sin6_family = (sa_family_t)s->domain };
-        memcpy(rsp.addr, &any, sizeof(any));
-        rsp.addrlen = s->domain == AF_INET ? sizeof(struct sockaddr_in)
-                                           : sizeof(struct sockaddr_in6);
+        wildcard_name(s, &rsp);
     } else {
         err = sockname_call(s, fd, peer ? PVC_FD_GETPEERNAME
                                         : PVC_FD_GETSOCKNAME, &rsp);
+        /* A backend without the sockname extension (Linux's, v1) cannot
+         * tell our address: the wildcard and port 0, rather than an error
+         * Linux never gives (curl gives up on one). */
+        if (err == -EOPNOTSUPP && !peer) {
+            wildcard_name(s, &rsp);
+            err = 0;
+        }
     }
     if (!err)
         err = give_addr(addr, alen, rsp.addr, rsp.addrlen, false);

@@ -73,7 +73,8 @@ enum pvc_fd_op {
      * pages (indexes page then 2^order data pages, one hand-off), [1]
      * state page, then the event channel's fds; ring_offset, order,
      * evt_kind, evt_port, evt_nfds.  (Or a negative errno and no fds:
-     * -EISCONN, -EALREADY, -EINVAL, -EAFNOSUPPORT, -ENOMEM, ...)  When the
+     * -EISCONN, -EALREADY, -EINVAL, -EAFNOSUPPORT, -ENOBUFS (no grants or
+     * event channels left), -ENOMEM, ...)  When the
      * backend answers, the daemon stores the result in the state page
      * (connect_ret, then connect_done = 1 with release order) and makes
      * the token readable (see "Token readiness").  The ring is live only

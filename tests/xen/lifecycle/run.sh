@@ -15,11 +15,13 @@
 audit=/run/pvcalls-audit.log
 echo_count() { ss -Htn state established '( sport = :9100 )' | wc -l; }
 
-# What the backend holds: fds, gntdev mappings, evtchn handles, TCP sockets.
+# What the backend holds: fds (but its gntdev handle, opened at the first
+# mapping and kept for the next), gntdev mappings, evtchn handles, TCP
+# sockets.
 backd_holds() {
     local pid=$1
     printf 'fds=%s gntdev_maps=%s evtchn_fds=%s tcp=%s' \
-        "$(ls /proc/$pid/fd | wc -l)" \
+        "$(ls -l /proc/$pid/fd | grep -vc '/dev/xen/gntdev\|^total')" \
         "$(grep -c /dev/xen/gntdev /proc/$pid/maps)" \
         "$(ls -l /proc/$pid/fd | grep -c /dev/xen/evtchn)" \
         "$(ss -Htanp | grep -c "pid=$pid,")"

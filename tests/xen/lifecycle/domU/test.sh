@@ -22,7 +22,9 @@ a=$!
 if wait_log /tmp/holdA.log '^ready 20' 120; then
     tell phase A-ready
     xs_wait "$data/go" kill-A 300
-    victim=$(pgrep -f 'hold.py 127.0.0.1 9100 20$' | head -n 1)
+    # The python3 process itself (pvcalls-run's command line names
+    # hold.py too).
+    victim=$(pgrep -f '^python3 -u /xq/in/hold.py 127.0.0.1 9100 20$' | head -n 1)
     # Both domains read Xen's wall clock (PV time), so dom0 can compare
     # this instant with its audit records.
     killed_at=$(date +%s.%N)
