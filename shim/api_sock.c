@@ -465,9 +465,15 @@ static int name_common(struct shim_sock *s, int fd, struct sockaddr *addr,
         err = sockname_call(s, fd, peer ? PVC_FD_GETPEERNAME
                                         : PVC_FD_GETSOCKNAME, &rsp);
         /* A backend without the sockname extension (Linux's, v1) cannot
-         * tell our address: the wildcard and port 0, rather than an error
-         * Linux never gives (curl gives up on one). */
-        if (err == -EOPNOTSUPP && !peer) {
+         * tell the addresses: the peer is the one connect() was given, our
+         * own the wildcard and port 0 (as is the peer of an accepted
+         * socket), rather than an error Linux never gives (curl gives up
+         * on one). */
+        if (err == -EOPNOTSUPP && peer && s->peer_len) {
+            memcpy(rsp.addr, s->peer_addr, s->peer_len);
+            rsp.addrlen = s->peer_len;
+            err = 0;
+        } else if (err == -EOPNOTSUPP) {
             wildcard_name(s, &rsp);
             err = 0;
         }

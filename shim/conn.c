@@ -128,6 +128,9 @@ static int start(struct shim_sock *s, int fd, const struct pvc_fd_req *req,
     if (!err && rsp.ret != -EINPROGRESS)
         err = rsp.ret < 0 ? rsp.ret : -EPROTO;
     if (!err) {
+        /* Only this thread is connecting (the state's CAS): no race. */
+        s->peer_len = req->addrlen <= sizeof(s->peer_addr) ? req->addrlen : 0;
+        memcpy(s->peer_addr, req->addr, s->peer_len);
         err = shim_sock_attach(s, &rsp, fds, nfds, 0);
         if (err)
             shim_sock_detach(s);

@@ -342,6 +342,11 @@ struct shim_sock {
     /* shim_fork_epoch when this process made the socket; -1 when it came
      * from elsewhere (exec, SCM_RIGHTS): see shim_sock_maybe_shared(). */
     int born_epoch;
+    /* The address connect() was given (set when the CONNECT is sent):
+     * getpeername's answer when the backend cannot tell (no sockname
+     * extension, as Linux's pvcalls-back). */
+    uint8_t peer_addr[PVC_FD_ADDR_MAX];
+    uint32_t peer_len;
     atomic_int rx_err_done; /* the in ring's error was reported once */
     atomic_int so_error;  /* pending SO_ERROR (a failed connect's) */
     /* Set when a connect finished while nobody waited in connect(): the
