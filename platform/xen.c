@@ -116,9 +116,11 @@ static int xen_open(struct pvc_platform *plat,
     return 0;
 }
 
+/* Unmap (unless mapping failed), end the grants, close their file. */
 static void share_free(struct xen_share *sh)
 {
-    munmap(sh->addr, (size_t)sh->npages * PVC_PAGE_SIZE);
+    if (sh->addr != MAP_FAILED)
+        munmap(sh->addr, (size_t)sh->npages * PVC_PAGE_SIZE);
     struct ioctl_gntalloc_dealloc_gref dealloc = {
         .index = sh->index, .count = sh->npages,
     };
@@ -210,12 +212,7 @@ static int xen_grant_share(struct pvc_platform *plat, pvc_domid_t peer,
                     (off_t)sh->index);
     if (sh->addr == MAP_FAILED) {
         int saved = errno;
-        struct ioctl_gntalloc_dealloc_gref dealloc = {
-            .index = sh->index, .count = npages,
-        };
-        ioctl(sh->fd, IOCTL_GNTALLOC_DEALLOC_GREF, &dealloc);
-        close(sh->fd);
-        free(sh);
+        share_free(sh);
         errno = saved;
         return -1;
     }
