@@ -15,8 +15,10 @@
 #             wait_log FILE REGEX SECONDS   until a line of FILE matches
 # Audit log (dom0): audit_count FILE K=V...  records matching all K=V
 #             audit_max FILE KEY K=V...      largest KEY among them
-# The domU (dom0):  domu_prepare, domu_config, domu_start, domu_wait_gone,
-#             domu_collect, domu_run: see each function.
+# The backend (dom0): backd_start AUDIT [OPTION...]  sets BACKD_PID
+# The domU (dom0):  domu_up, domu_stage, domu_prepare, domu_config,
+#             domu_start, domu_wait_gone, domu_collect, domu_run: see each
+#             function.
 
 PVC_FAILS=0
 CHECK_TIMEOUT=${CHECK_TIMEOUT:-60}
@@ -160,7 +162,33 @@ EOF
 audit_count() { local f=$1; shift; audit_query "$f" count - "$@"; }
 audit_max() { local f=$1 k=$2; shift 2; audit_query "$f" max "$k" "$@"; }
 
+# backd_start AUDIT [OPTION...]: pvcalls-backd on the xen platform, its
+# audit log in AUDIT, its output in /xq/out/backd.log; sets BACKD_PID.  A
+# backend that does not come up ends the payload.
+backd_start() {
+    start_ready backd /xq/out/backd.log pvcalls-backd --platform xen --audit "$@" ||
+        { finish; exit; }
+    BACKD_PID=$READY_PID
+}
+
 # ---- the domU, from dom0 ------------------------------------------------
+
+# domu_stage NAME: the domU's files and /run/xq/NAME.cfg (a PV Calls
+# device served by dom0, nothing else); failing to stage ends the payload.
+domu_stage() {
+    domu_prepare || { fail domU-prepare "staging the domU failed"; finish; exit; }
+    domu_config "$1" "pvcalls = [ 'backend=0' ]" >"/run/xq/$1.cfg"
+}
+
+# domu_up NAME: domu_stage and domu_start; sets DOMID.  A domU that does
+# not start stops the backend (BACKD_PID, if one was started) and ends
+# the payload.
+domu_up() {
+    domu_stage "$1"
+    domu_start "$1" && return 0
+    [ -n "${BACKD_PID:-}" ] && stop_daemon backd "$BACKD_PID"
+    finish; exit
+}
 
 # domu_prepare: the domU's kernel and initramfs (the cached rootfs plus
 # this run's cpio) on tmpfs: xl create reads them slowly from 9p.
@@ -206,7 +234,7 @@ domu_start() {
       while [ ! -f "$log" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
       exec tail -n +1 -F "$log" 2>/dev/null | grep --line-buffered -v '^PVC-DOMU-OUT' |
           sed -u "s/^/[$name] /" ) &
-    eval "DOMU_MIRROR_$name=$!"
+    eval "DOMU_MIRROR_${name//[^A-Za-z0-9_]/_}=$!"
 }
 
 # domu_wait_gone NAME SECONDS: wait until domain NAME no longer exists
@@ -219,7 +247,7 @@ domu_absent() { ! xl domid "$1" >/dev/null 2>&1; }
 # return test.sh's status (98 if the domU never reported one).
 domu_collect() {
     local name=$1 raw=/var/log/xen/console/guest-$1.log dir=/xq/out/domU-$1 mirror rc
-    mirror=DOMU_MIRROR_$name
+    mirror=DOMU_MIRROR_${name//[^A-Za-z0-9_]/_}
     if [ -n "${!mirror:-}" ]; then
         pkill -P "${!mirror}" 2>/dev/null; kill "${!mirror}" 2>/dev/null
         wait "${!mirror}" 2>/dev/null

@@ -13,12 +13,10 @@ head -c "$size" /dev/urandom >/run/www/blob
 want=$(sha256sum </run/www/blob | cut -d' ' -f1)
 note "blob sha256 $want"
 start_http /run/www 8080 /xq/out/httpd.log || { finish; exit; }
-start_ready backd /xq/out/backd.log pvcalls-backd --platform xen --audit "$audit" ||
-    { finish; exit; }
-backd=$READY_PID
+backd_start "$audit"
+backd=$BACKD_PID
 
-domu_prepare || { fail domU-prepare "staging the domU failed"; finish; exit; }
-domu_config curl "pvcalls = [ 'backend=0' ]" >/run/xq/curl.cfg
+domu_stage curl
 domu_run curl 400
 drc=$?
 d=$DOMID

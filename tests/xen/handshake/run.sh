@@ -9,13 +9,10 @@
 . /xq/lib/payload-lib.sh
 audit=/run/pvcalls-audit.log
 
-start_ready backd /xq/out/backd.log pvcalls-backd --platform xen --audit "$audit" ||
-    { finish; exit; }
-backd=$READY_PID
+backd_start "$audit"
+backd=$BACKD_PID
 
-domu_prepare || { fail domU-prepare "staging the domU failed"; finish; exit; }
-domu_config hs "pvcalls = [ 'backend=0' ]" >/run/xq/hs.cfg
-domu_start hs || { stop_daemon backd "$backd"; finish; exit; }
+domu_up hs
 d=$DOMID
 be=/local/domain/0/backend/pvcalls/$d/0
 fe=/local/domain/$d/device/pvcalls/0

@@ -10,12 +10,9 @@
 audit=/run/pvcalls-audit.log
 
 socat TCP-LISTEN:7000,bind=127.0.0.1,fork,reuseaddr EXEC:cat >/xq/out/socat.log 2>&1 &
-start_ready backd /xq/out/backd.log pvcalls-backd --platform xen --audit "$audit" ||
-    { finish; exit; }
-backd=$READY_PID
-domu_prepare || { fail domU-prepare "staging the domU failed"; finish; exit; }
-domu_config lf "pvcalls = [ 'backend=0' ]" >/run/xq/lf.cfg
-domu_start lf || { stop_daemon backd "$backd"; finish; exit; }
+backd_start "$audit"
+backd=$BACKD_PID
+domu_up lf
 d=$DOMID
 be=/local/domain/0/backend/pvcalls/$d/0
 fe=/local/domain/$d/device/pvcalls/0

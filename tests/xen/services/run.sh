@@ -19,13 +19,10 @@ sha() { sha256sum <"$1" | cut -d' ' -f1; }
 head -c $((3 << 20)) /dev/urandom >/run/dom0-sends-9001
 timeout 300 nc -N -l 127.0.0.1 9001 </run/dom0-sends-9001 >/run/dom0-got-9001 2>/run/nc9001.err &
 nc9001=$!
-start_ready backd /xq/out/backd.log pvcalls-backd --platform xen --audit "$audit" ||
-    { finish; exit; }
-backd=$READY_PID
+backd_start "$audit"
+backd=$BACKD_PID
 
-domu_prepare || { fail domU-prepare "staging the domU failed"; finish; exit; }
-domu_config svc "pvcalls = [ 'backend=0' ]" >/run/xq/svc.cfg
-domu_start svc || { stop_daemon backd "$backd"; finish; exit; }
+domu_up svc
 d=$DOMID
 data=/local/domain/$d/data
 xread() { xenstore-read "$data/$1" 2>/dev/null; }

@@ -18,9 +18,7 @@ echo "hello from dom0" >/run/www/index.html
 start_http /run/www 8000 /xq/out/httpd.log
 check dom0-reaches-its-server curl -sS http://127.0.0.1:8000/index.html
 
-domu_prepare || { fail domU-prepare "staging the domU failed"; finish; exit; }
-domu_config smoke "pvcalls = [ 'backend=0' ]" >/run/xq/smoke.cfg
-domu_start smoke || { finish; exit; }
+domu_up smoke
 be=/local/domain/0/backend/pvcalls/$DOMID/0
 fe=/local/domain/$DOMID/device/pvcalls/0
 if xs_is "$be/frontend" "$fe" && xs_is "$fe/backend" "$be" && xs_is "$fe/backend-id" 0; then
