@@ -38,6 +38,8 @@ LDFLAGS += $(SANFLAGS)
 # libxengnttab and libxenevtchn are loaded at run time by the Xen platform
 # (platform/xen_libs.c), so that the daemons start without them.
 XENLIBS := -lxenstore -ldl
+# The backend's policy file is INI, read with libinih.
+BACKDLIBS := -linih
 TESTLIBS := -lcriterion
 
 # The shared layers, in the order data flows through them.
@@ -120,7 +122,7 @@ $(BUILD)/bin/pvcalls-simxl: $(BUILD)/obj/sim/xl/main.o $(SIMXLLIB) $(LIB)
 
 $(BUILD)/bin/pvcalls-backd: $(BUILD)/obj/backend/main.o $(BACKDLIB) $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) $^ $(XENLIBS) -o $@
+	$(CC) $(LDFLAGS) $^ $(XENLIBS) $(BACKDLIBS) -o $@
 
 $(BUILD)/progs/%: tests/progs/%.c
 	@mkdir -p $(dir $@)
@@ -144,7 +146,7 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TSAN_TEST_OBJS) $(TESTLIB) \
                   $(BACKDLIB) $(FRONTDLIB) \
                   $(BROKERLIB) $(STORELIB) $(SIMXLLIB) $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) $^ $(XENLIBS) $(TESTLIBS) -lpthread -o $@
+	$(CC) $(LDFLAGS) $^ $(XENLIBS) $(BACKDLIBS) $(TESTLIBS) -lpthread -o $@
 
 # Tests run against the binaries of the same build (PVC_BUILD tells the
 # harness where they are); then the whole suite again under sanitizers.
