@@ -176,7 +176,8 @@ TSAN_BUILD := build-tsan
 TSAN_TESTS := tests/unit/test_shim_data tests/unit/test_shim_fdtable \
               tests/unit/test_shim_wait tests/unit/test_shim_epoll_inst \
               tests/unit/test_sim_platform tests/unit/test_xenbus \
-              tests/e2e/test_testlib tests/e2e/test_backend_concurrency
+              tests/e2e/test_testlib tests/e2e/test_backend_concurrency \
+              tests/unit/test_ring_waiting
 # run-tests' filter: the listed binaries and nothing else.
 empty :=
 space := $(empty) $(empty)

@@ -112,7 +112,7 @@ static int apply_opt(int opt, const char *arg, void *cfg_out,
         if (!parse_ext(arg, &cfg->ext))
             return pvc_parse_fail(err, errlen, "--ext: all, none or a list of: "
                         "ipv6,shutdown,sockname,sockopt,accept-addr,"
-                        "bind-connect");
+                        "bind-connect,waiting");
         return 0;
     case OPT_READY_FD:
         if (!pvc_parse_uint(arg, 0, INT_MAX, &v))

@@ -17,6 +17,7 @@
 #include "backd.h"
 
 #include "audit.h"
+#include "pvc/ext.h"
 #include "pvc/log.h"
 
 #include <errno.h>
@@ -58,6 +59,16 @@ static void iov_trim(struct iovec iov[2], size_t n)
     }
 }
 
+/* Room in the in ring.  "waiting": a full ring raises our flag, so that
+ * the frontend notifies when it makes room (v1 frontends notify after
+ * every read anyway). */
+static long in_space(struct bsock *s, struct iovec iov[2])
+{
+    return (s->dev->ext & PVC_EXT_WAITING)
+               ? pvc_ring_tx_iov_waiting(&s->r.ring, iov)
+               : pvc_ring_tx_iov(&s->r.ring, iov);
+}
+
 /* host -> in ring.  fd_event: the host socket reported something; else
  * only a doorbell, which matters if we stopped on a full ring. */
 static void pump_in(struct bsock *s, bool fd_event)
@@ -65,7 +76,7 @@ static void pump_in(struct bsock *s, bool fd_event)
     if (s->in_done || s->fd < 0 || (!fd_event && !s->in_full))
         return;
     struct iovec iov[2];
-    long space = pvc_ring_tx_iov(&s->r.ring, iov);
+    long space = in_space(s, iov);
     if (space < 0) {
         pump_break(s, "in ring indexes");
         return;
@@ -78,7 +89,9 @@ static void pump_in(struct bsock *s, bool fd_event)
         pvc_ring_tx_produce(&s->r.ring, (RING_IDX)n);
         s->bytes_in += (uint64_t)n;
         s->notify = true;
-        s->in_full = n == space;
+        /* Filled up: we stop reading until told there is room, so with
+         * "waiting" the flag must be up (in_space raises it). */
+        s->in_full = n == space && in_space(s, iov) == 0;
     } else if (n == 0) {
         /* Every byte before the FIN is in the ring already. */
         pvc_ring_set_in_error(&s->r.ring, -ENOTCONN);
@@ -120,7 +133,12 @@ static void pump_out(struct bsock *s, bool writable)
     if (n > 0) {
         pvc_ring_rx_consume(&s->r.ring, (RING_IDX)n);
         s->bytes_out += (uint64_t)n;
-        s->notify = true; /* the frontend may be waiting for space */
+        /* The frontend may be waiting for space: with "waiting", only if
+         * it said so (a request/response peer is not, and a doorbell
+         * would only wake it for nothing). */
+        if (!(s->dev->ext & PVC_EXT_WAITING) ||
+            pvc_ring_rx_wake_due(&s->r.ring))
+            s->notify = true;
         s->out_blocked = n < avail;
     } else if (n == 0 || errno == EAGAIN || errno == EINTR) {
         s->out_blocked = true;

@@ -13,6 +13,7 @@ static const struct {
     { PVC_EXT_NAME_SOCKOPT, PVC_EXT_SOCKOPT },
     { PVC_EXT_NAME_ACCEPT_ADDR, PVC_EXT_ACCEPT_ADDR },
     { PVC_EXT_NAME_BIND_CONNECT, PVC_EXT_BIND_CONNECT },
+    { PVC_EXT_NAME_WAITING, PVC_EXT_WAITING },
 };
 #define N_EXT (sizeof(ext_names) / sizeof(ext_names[0]))
 

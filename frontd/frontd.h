@@ -35,7 +35,10 @@
 #include <stdio.h>
 #include <uthash.h>
 
-#define FRONTD_DEFAULT_ORDER 6u
+/* The order new sockets ask for: 1 MiB each way (order 6's 128 KiB caps
+ * one stream near half of native loopback; bench/README.md).  Smaller
+ * when the grant budget runs low (ring_budget.c). */
+#define FRONTD_DEFAULT_ORDER 9u
 #define FRONTD_DEFAULT_POOL 4u
 #define FRONTD_MAX_POOL 256u
 #define FRONTD_MAX_SOCKS_PER_CLIENT 4096u
@@ -65,6 +68,11 @@ struct frontd_cfg {
  * default leaves room in Xen 4.17's default grant table (32768 entries)
  * for the guest's other drivers. */
 #define FRONTD_DEFAULT_GRANT_LIMIT 16384u
+/* The grant budget of rings on the simulated platform: its broker's
+ * per-domain limit (SIM_MAX_GRANTS_PER_DOMAIN in sim/broker/broker.h). */
+#define FRONTD_SIM_GRANT_BUDGET (1ul << 20)
+/* A new ring takes at most this fraction of the free budget. */
+#define FRONTD_BUDGET_SHARE 256ul
 #define FRONTD_MAX_GRANT_LIMIT (1u << 20)
 void frontd_raise_grant_limit(unsigned long want);
 
@@ -195,6 +203,8 @@ struct frontd {
     /* pool.c */
     struct fd_ring *pool[FRONTD_MAX_POOL];
     unsigned pool_n;
+    unsigned long grants_used;  /* pages of every ring we hold */
+    unsigned long grant_budget; /* what they may add up to (ring_budget.c) */
 
     /* sockets.c */
     struct fd_sock *socks;    /* by ino */
@@ -225,6 +235,11 @@ void cmd_fail_all(struct frontd *d, int32_t err);
 void cmd_cancel(struct frontd *d, struct fd_cmd *c, int32_t err);
 /* A client went away: its pending call's result goes nowhere. */
 void cmd_forget_client(struct frontd *d, struct fd_client *cl);
+
+/* ring_budget.c: the order of a new ring that asked for `want`, given
+ * the grants in use and the budget. */
+unsigned ring_budget_order(unsigned want, unsigned long used,
+                           unsigned long budget);
 
 /* pool.c */
 struct fd_ring *pool_take(struct frontd *d, unsigned order);

@@ -60,8 +60,13 @@ static int frontd_start(struct frontd *d)
     }
     pvc_info("platform: %s, because %s", pvc_platform_name(d->plat),
              pvc_platform_why(d->plat));
-    if (pvc_platform_kind(d->plat) == PVC_PLATFORM_XEN)
+    if (pvc_platform_kind(d->plat) == PVC_PLATFORM_XEN) {
         frontd_raise_grant_limit(d->cfg.grant_limit);
+        d->grant_budget = d->cfg.grant_limit ? d->cfg.grant_limit
+                                             : FRONTD_DEFAULT_GRANT_LIMIT;
+    } else {
+        d->grant_budget = FRONTD_SIM_GRANT_BUDGET;
+    }
     if (frontd_backend_start(d) < 0) {
         pvc_err("connecting %s: %s", d->cfg.device, strerror(errno));
         return -1;

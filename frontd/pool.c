@@ -38,6 +38,7 @@ static struct fd_ring *ring_new(struct frontd *d, unsigned order)
         return NULL;
     }
     pvc_data_ring_init_intf(r->pages, order, r->refs + 1);
+    d->grants_used += npages;
     return r;
 }
 
@@ -48,11 +49,13 @@ void ring_free(struct frontd *d, struct fd_ring *r)
     pvc_loop_del(d->loop, &r->watch);
     pvc_evtchn_close(r->evtchn);
     pvc_grant_unshare(d->plat, r->pages, r->npages);
+    d->grants_used -= r->npages;
     free(r);
 }
 
 struct fd_ring *pool_take(struct frontd *d, unsigned order)
 {
+    order = ring_budget_order(order, d->grants_used, d->grant_budget);
     if (order == d->order && d->pool_n > 0)
         return d->pool[--d->pool_n];
     struct fd_ring *r = ring_new(d, order);
@@ -65,7 +68,10 @@ void pool_refill(struct frontd *d)
 {
     unsigned want = d->cfg.pool < FRONTD_MAX_POOL ? d->cfg.pool
                                                   : FRONTD_MAX_POOL;
-    while (d->connected && d->pool_n < want) {
+    /* Under budget pressure new rings are smaller than the pool's. */
+    while (d->connected && d->pool_n < want &&
+           ring_budget_order(d->order, d->grants_used, d->grant_budget) ==
+               d->order) {
         struct fd_ring *r = ring_new(d, d->order);
         if (!r) {
             pvc_warn("ring pool: %s", strerror(errno));

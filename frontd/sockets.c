@@ -23,6 +23,7 @@
  */
 #include "frontd.h"
 
+#include "pvc/ext.h"
 #include "pvc/log.h"
 
 #include <errno.h>
@@ -111,14 +112,17 @@ static void sock_finish(struct frontd *d, struct fd_sock *s)
 
 /* Has the backend consumed everything the app wrote?  An error word or a
  * broken index means it never will: stop waiting. */
-static bool out_drained(struct fd_ring *r)
+static bool out_drained(struct frontd *d, struct fd_ring *r)
 {
     struct pvc_data_ring view;
     pvc_data_ring_attach(&view, r->pages, (char *)r->pages + PVC_PAGE_SIZE,
                          r->order, PVC_SIDE_FRONT);
     if (pvc_ring_out_error(&view) || pvc_ring_in_error(&view))
         return true;
-    long left = pvc_ring_tx_unconsumed(&view);
+    /* "waiting": the backend notifies on draining only when asked to. */
+    long left = (d->fe.ext_enabled & PVC_EXT_WAITING)
+                    ? pvc_ring_tx_unconsumed_waiting(&view)
+                    : pvc_ring_tx_unconsumed(&view);
     return left <= 0;
 }
 
@@ -179,7 +183,7 @@ static void sock_try_release(struct frontd *d, struct fd_sock *s)
         finish_released_early(d, s);
         return;
     }
-    if (s->ring && !s->dead && !d->stop && !out_drained(s->ring) &&
+    if (s->ring && !s->dead && !d->stop && !out_drained(d, s->ring) &&
         (!s->draining || frontd_now_ms() < s->drain_deadline)) {
         if (!s->draining) {
             s->draining = true;
@@ -193,7 +197,7 @@ static void sock_try_release(struct frontd *d, struct fd_sock *s)
         }
         return;
     }
-    if (s->draining && !d->stop && !out_drained(s->ring))
+    if (s->draining && !d->stop && !out_drained(d, s->ring))
         pvc_warn("socket %llu: out ring not drained after %d ms, "
                  "releasing anyway", (unsigned long long)s->id,
                  FRONTD_DRAIN_TIMEOUT_MS);

@@ -4,9 +4,11 @@
  *
  * Every index update is followed by a notify (PV Calls v1 requires it; the
  * backend refills `in` and drains `out` only when told), one per ring
- * pass.  Waits re-check the ring after every wake-up.  Ring access happens
- * under the state page's rx/tx lock, so forked holders and threads of one
- * socket never interleave bytes.
+ * pass; with the "waiting" extension, consuming notifies only a backend
+ * that said it waits for room, and a full `out` ring says we wait.  Waits
+ * re-check the ring after every wake-up.  Ring access happens under the
+ * state page's rx/tx lock, so forked holders and threads of one socket
+ * never interleave bytes.
  */
 #include "shim.h"
 
@@ -117,6 +119,13 @@ static int tx_error(struct shim_sock *s)
     return 0;
 }
 
+/* Would this call block?  Asked only when it is about to (the fcntl is a
+ * syscall: a call that moves data right away need not know). */
+static bool call_nonblock(int fd, int flags)
+{
+    return (flags & MSG_DONTWAIT) || shim_fd_nonblock(fd);
+}
+
 /* A wait's -ETIMEDOUT is SO_RCVTIMEO/SO_SNDTIMEO expiring: EAGAIN. */
 static int wait_error(int err)
 {
@@ -127,12 +136,12 @@ static int wait_error(int err)
  * for (blocking) or -EAGAIN.  One whose connect failed gives its error
  * once, then 1 ("closed": send says EPIPE, recv EOF, as Linux's
  * tcp_sendmsg/tcp_recvmsg do).  -ENOTCONN: never connected. */
-static int until_connected(struct shim_sock *s, int fd, bool nonblock,
+static int until_connected(struct shim_sock *s, int fd, int flags,
                            int64_t deadline)
 {
     int st = shim_conn_settle(s, fd);
     if (st == SHIM_CONNECTING) {
-        if (nonblock)
+        if (call_nonblock(fd, flags))
             return -EAGAIN;
         int err = shim_conn_wait(s, fd, deadline);
         if (err)
@@ -148,12 +157,20 @@ static int until_connected(struct shim_sock *s, int fd, bool nonblock,
     return -ENOTCONN;
 }
 
+/* Free room in the out ring; a full ring raises our "waiting" flag when
+ * negotiated, so that the backend notifies when it drains. */
+static long tx_space(struct shim_sock *s, struct iovec ring[2])
+{
+    return s->waiting ? pvc_ring_tx_iov_waiting(&s->ring, ring)
+                      : pvc_ring_tx_iov(&s->ring, ring);
+}
+
 /* One pass: copy what fits.  Returns bytes queued (0: full) or -errno. */
 static ssize_t tx_pass(struct shim_sock *s, struct ucursor *c, size_t left)
 {
     shim_lock_tx(s);
     struct iovec ring[2];
-    long space = pvc_ring_tx_iov(&s->ring, ring);
+    long space = tx_space(s, ring);
     ssize_t n = space;
     if (space > 0) {
         size_t want = left < (size_t)space ? left : (size_t)space;
@@ -173,9 +190,8 @@ ssize_t shim_send_iov(struct shim_sock *s, int fd, const struct iovec *iov,
     int bad = shim_check_user_iov(iov, iovcnt);
     if (bad)
         return bad;
-    bool nonblock = (flags & MSG_DONTWAIT) || shim_fd_nonblock(fd);
     int64_t deadline = shim_deadline(atomic_load(&s->sndtimeo_ns));
-    int err = until_connected(s, fd, nonblock, deadline);
+    int err = until_connected(s, fd, flags, deadline);
     if (err)
         return send_error(err == 1 || err == -ENOTCONN ? -EPIPE : err,
                           flags);
@@ -195,7 +211,7 @@ ssize_t shim_send_iov(struct shim_sock *s, int fd, const struct iovec *iov,
             return (ssize_t)sent;
         if (n > 0)
             continue; /* short because of a wrap or a bad page? re-check */
-        if (nonblock)
+        if (call_nonblock(fd, flags))
             return sent ? (ssize_t)sent : -EAGAIN;
         err = shim_wait(s, fd, deadline);
         if (err)
@@ -217,8 +233,12 @@ static ssize_t rx_pass(struct shim_sock *s, struct ucursor *c, size_t left,
         if (n > 0 && !peek)
             pvc_ring_rx_consume(&s->ring, (RING_IDX)n);
     }
+    /* v1: always; "waiting": only a backend that stopped on a full ring
+     * needs to hear that there is room. */
+    bool notify = n > 0 && !peek &&
+                  (!s->waiting || pvc_ring_rx_wake_due(&s->ring));
     shim_unlock_rx(s);
-    if (n > 0 && !peek)
+    if (notify)
         pvc_evtchn_notify(s->evt);
     return n;
 }
@@ -251,9 +271,8 @@ ssize_t shim_recv_iov(struct shim_sock *s, int fd, const struct iovec *iov,
     int bad = shim_check_user_iov(iov, iovcnt);
     if (bad)
         return bad;
-    bool nonblock = (flags & MSG_DONTWAIT) || shim_fd_nonblock(fd);
     int64_t deadline = shim_deadline(atomic_load(&s->rcvtimeo_ns));
-    int err = until_connected(s, fd, nonblock, deadline);
+    int err = until_connected(s, fd, flags, deadline);
     if (err)
         return err == 1 ? 0 : err;
     size_t total = iov_total(iov, iovcnt), got = 0;
@@ -276,7 +295,7 @@ ssize_t shim_recv_iov(struct shim_sock *s, int fd, const struct iovec *iov,
             continue;
         if (v <= 0)
             return got ? (ssize_t)got : v;
-        if (nonblock)
+        if (call_nonblock(fd, flags))
             return got ? (ssize_t)got : -EAGAIN;
         err = shim_wait(s, fd, deadline);
         if (err)
@@ -319,7 +338,8 @@ short shim_poll_mask(struct shim_sock *s, int fd, short events)
         long avail = pvc_ring_rx_iov(&s->ring, ring);
         shim_unlock_rx(s);
         shim_lock_tx(s);
-        long space = pvc_ring_tx_iov(&s->ring, ring);
+        long space = (events & POLLOUT) ? tx_space(s, ring)
+                                        : pvc_ring_tx_iov(&s->ring, ring);
         shim_unlock_tx(s);
         int32_t in_err = pvc_ring_in_error(&s->ring);
         int32_t out_err = pvc_ring_out_error(&s->ring);

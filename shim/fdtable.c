@@ -98,18 +98,17 @@ int fdt_capacity(void)
     return atomic_load(&capacity);
 }
 
+/* No signal handler runs while the lock is held (sigdefer.c). */
 static void lock(sigset_t *saved)
 {
-    sigset_t all;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, saved);
+    shim_sigblock(saved);
     pthread_mutex_lock(&table_lock);
 }
 
 static void unlock(const sigset_t *saved)
 {
     pthread_mutex_unlock(&table_lock);
-    pthread_sigmask(SIG_SETMASK, saved, NULL);
+    shim_sigrestore(saved);
 }
 
 /* Under the lock. */

@@ -97,7 +97,7 @@ static bool adopt_into_table(int fd, bool pending)
     int saved_errno = errno;
     resolving = 1;
     sigset_t saved;
-    shim_sigblock(&saved);
+    shim_sigblock_hard(&saved); /* a daemon round trip: no EINTR in it */
     shim_refork(&resolve_gen, reset_lock, NULL);
     pthread_mutex_lock(&resolve_lock);
     bool adopted = false;

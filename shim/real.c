@@ -54,6 +54,8 @@ static void fork_parent(void)
 static void fork_child(void)
 {
     atomic_fetch_add(&shim_fork_epoch, 1);
+    shim_sigdefer_fork_child();
+    shim_uaccess_fork_child();
     fdt_fork_child();
     shim_daemon_fork_child();
     shim_waitq_fork_child();

@@ -339,6 +339,9 @@ struct shim_sock {
     struct pvc_sock_shared *shared;
     struct pvc_evtchn *evt;
     int evt_fd;
+    /* The "waiting" extension is on (docs/pvcalls-ext.md §4.7): notify the
+     * backend after consuming only when it said it waits for room. */
+    bool waiting;
     /* shim_fork_epoch when this process made the socket; -1 when it came
      * from elsewhere (exec, SCM_RIGHTS): see shim_sock_maybe_shared(). */
     int born_epoch;
@@ -433,6 +436,8 @@ ssize_t shim_copy_to_user(void *udst, const void *src, size_t len);
 /* From now on copy with memcpy (the process_vm_* syscalls are about to be
  * forbidden: a seccomp sandbox). */
 void shim_uaccess_memcpy_only(void);
+/* atfork child: the pid the copies name is now ours (uaccess.c). */
+void shim_uaccess_fork_child(void);
 /* The buffers of a read or write, checked as Linux's import_iovec does
  * before anything moves (lengths capped at MAX_RW_COUNT, then every
  * segment inside user space): 0 or -EFAULT. */
@@ -474,10 +479,24 @@ void shim_thread_node(struct shim_wnode *n);
 const void *shim_thread_owner(void);
 /* Empty this thread's wake fd (stale wakes of earlier waits). */
 void shim_thread_wake_drain(void);
-/* Every shim lock is taken with all signals blocked (a handler that calls
- * into the shim on the same thread must not find it held) ... */
+/* Every shim lock is taken inside a section where no signal handler runs
+ * (a handler that calls into the shim on the same thread must not find it
+ * held): shim_sigblock defers the application's handlers to the end of the
+ * outermost section (sigdefer.c; no syscall), shim_sigblock_hard blocks
+ * every signal (for sections that wait in the kernel); shim_sigrestore
+ * ends either ... */
 void shim_sigblock(sigset_t *saved);
+void shim_sigblock_hard(sigset_t *saved);
 void shim_sigrestore(const sigset_t *saved);
+/* The trampoline's question: is this thread in a section?  Then sig is
+ * recorded (and sent again when the section ends, or for a one-shot
+ * SA_RESETHAND handler run through shim_sig_run): true, do not run the
+ * handler now. */
+bool shim_sig_defer(int sig, const siginfo_t *si, bool one_shot);
+/* Run the application's handler of sig as the trampoline does (sig.c). */
+void shim_sig_run(int sig, siginfo_t *si);
+/* atfork child, first: forget the parent's deferred signals. */
+void shim_sigdefer_fork_child(void);
 /* ... and is re-initialised in a forked child, where a thread that does
  * not exist there may have held it: call before locking; reset(arg) runs
  * once per object and fork. */

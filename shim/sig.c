@@ -22,7 +22,7 @@ static struct sigaction app_act[_NSIG];
 /* Signals siginterrupt(sig, 1) asked not to restart (for signal()). */
 static sigset_t sigintr;
 
-static void trampoline(int sig, siginfo_t *si, void *uc)
+static void run_handler(int sig, siginfo_t *si, void *uc)
 {
     const struct sigaction *a = &app_act[sig];
     if (!(a->sa_flags & SA_RESTART))
@@ -34,6 +34,23 @@ static void trampoline(int sig, siginfo_t *si, void *uc)
     void (*h)(int) = a->sa_handler;
     if (h != SIG_IGN && h != SIG_DFL)
         h(sig);
+}
+
+void shim_sig_run(int sig, siginfo_t *si)
+{
+    if (sig > 0 && sig < _NSIG)
+        run_handler(sig, si, NULL);
+}
+
+static void trampoline(int sig, siginfo_t *si, void *uc)
+{
+    int saved_errno = errno;
+    bool later = shim_sig_defer(sig, si,
+                                app_act[sig].sa_flags & SA_RESETHAND);
+    errno = saved_errno;
+    if (later)
+        return; /* the end of the shim's section delivers it */
+    run_handler(sig, si, uc);
 }
 
 static bool is_trampoline(const struct sigaction *k)

@@ -188,6 +188,9 @@ int shim_sock_attach(struct shim_sock *s, const struct pvc_fd_rsp *rsp,
         goto out;
     }
     s->evt_fd = pvc_evtchn_fd(s->evt);
+    uint32_t ext = 0, max_order;
+    s->waiting = shim_daemon_hello(&ext, &max_order) == 0 &&
+                 (ext & PVC_EXT_WAITING);
     /* Last: a connecting socket's state page is how other threads learn
      * that everything above is in place (shim_conn_settle). */
     __atomic_store_n(&s->shared, (struct pvc_sock_shared *)page,

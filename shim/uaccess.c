@@ -21,6 +21,45 @@
 
 static atomic_int vm_broken; /* process_vm_* refused: use memcpy */
 
+/* Our pid for process_vm_*: getpid() is a syscall, and one per copy was
+ * a seventh of the syscalls of a round trip.  Written only at load (a
+ * constructor: the loading process itself, before main, so never a vfork
+ * child) and by the atfork child handler.  A vfork child (sharing our
+ * memory) therefore names its parent, whose memory it is.  Processes made
+ * without fork's handlers (raw clone, _Fork) are not supported by the shim
+ * anyway (they would share the parent's daemon connections); should the
+ * cached pid not name a process, the copy asks getpid(). */
+static atomic_int self_pid;
+
+__attribute__((constructor)) static void self_pid_init(void)
+{
+    atomic_store(&self_pid, (int)getpid());
+}
+
+void shim_uaccess_fork_child(void)
+{
+    atomic_store(&self_pid, (int)getpid());
+}
+
+static ssize_t vm_rw(pid_t pid, struct iovec *local, struct iovec *remote,
+                     bool to_user)
+{
+    return to_user ? process_vm_writev(pid, local, 1, remote, 1, 0)
+                   : process_vm_readv(pid, local, 1, remote, 1, 0);
+}
+
+static ssize_t vm_rw_self(struct iovec *local, struct iovec *remote,
+                          bool to_user)
+{
+    pid_t pid = (pid_t)atomic_load_explicit(&self_pid, memory_order_relaxed);
+    if (pid <= 0)
+        return vm_rw(getpid(), local, remote, to_user);
+    ssize_t n = vm_rw(pid, local, remote, to_user);
+    if (n < 0 && errno == ESRCH)
+        n = vm_rw(getpid(), local, remote, to_user);
+    return n;
+}
+
 static ssize_t vm_copy(void *dst, const void *src, size_t len, bool to_user)
 {
     if (len == 0)
@@ -31,12 +70,11 @@ static ssize_t vm_copy(void *dst, const void *src, size_t len, bool to_user)
         if (to_user) {
             local = (struct iovec){ (void *)src, len };
             remote = (struct iovec){ dst, len };
-            n = process_vm_writev(getpid(), &local, 1, &remote, 1, 0);
         } else {
             local = (struct iovec){ dst, len };
             remote = (struct iovec){ (void *)src, len };
-            n = process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
         }
+        n = vm_rw_self(&local, &remote, to_user);
         if (n > 0)
             return n;
         if (n == 0 || errno == EFAULT)

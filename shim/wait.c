@@ -131,7 +131,6 @@ int shim_wait(struct shim_sock *s, int fd, int64_t deadline_ns)
     shim_thread_node(&node);
     if (wfd < 0 && node.wake_fd < 0 && deadline_ns < 0)
         return -ENOMEM; /* nothing could ever wake us */
-    shim_thread_wake_drain();
     uint64_t seq = shim_waitq_add(&s->head.wq, &node);
     if (last_obj != s || last_seq != seq) {
         /* Registered now; the caller's check may predate a wake. */
@@ -147,6 +146,10 @@ int shim_wait(struct shim_sock *s, int fd, int64_t deadline_ns)
     int err = errno;
     if (r > 0 && (p[0].revents & POLLIN))
         shim_sock_ack(s, wfd, node.owner);
+    /* Emptied only when it fired (not before every sleep: a syscall per
+     * wait): a stale wake from an earlier wait costs one extra re-check. */
+    if (r > 0 && node.wake_fd >= 0 && (p[1].revents & POLLIN))
+        shim_thread_wake_drain();
     last_seq = shim_waitq_del(&s->head.wq, &node);
     return wait_result(s, r, err, p, deadline_ns);
 }

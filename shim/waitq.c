@@ -35,18 +35,6 @@ static atomic_uint fork_gen;
 /* Serialises the post-fork re-initialisations (re-made in the child). */
 static pthread_mutex_t refork_lock = PTHREAD_MUTEX_INITIALIZER;
 
-void shim_sigblock(sigset_t *saved)
-{
-    sigset_t all;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, saved);
-}
-
-void shim_sigrestore(const sigset_t *saved)
-{
-    pthread_sigmask(SIG_SETMASK, saved, NULL);
-}
-
 unsigned shim_fork_gen(void)
 {
     return atomic_load_explicit(&fork_gen, memory_order_acquire);

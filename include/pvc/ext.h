@@ -28,6 +28,7 @@
 #define PVC_EXT_NAME_SOCKOPT "sockopt"
 #define PVC_EXT_NAME_ACCEPT_ADDR "accept-addr"
 #define PVC_EXT_NAME_BIND_CONNECT "bind-connect"
+#define PVC_EXT_NAME_WAITING "waiting"
 
 /* The same features as a bit set, for code. */
 enum pvc_ext_bit {
@@ -37,8 +38,9 @@ enum pvc_ext_bit {
     PVC_EXT_SOCKOPT = 1u << 3,      /* SETSOCKOPT, GETSOCKOPT */
     PVC_EXT_ACCEPT_ADDR = 1u << 4,  /* peer address in ACCEPT responses */
     PVC_EXT_BIND_CONNECT = 1u << 5, /* CONNECT honours an earlier BIND */
+    PVC_EXT_WAITING = 1u << 6,      /* data rings' "producer waiting" flags */
 };
-#define PVC_EXT_ALL 0x3fu
+#define PVC_EXT_ALL 0x7fu
 
 /* Parse a comma-separated list (unknown names are ignored); format one. */
 unsigned pvc_ext_parse(const char *list);

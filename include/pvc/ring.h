@@ -15,6 +15,7 @@
 #include "pvc/wire.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 #include <sys/uio.h>
@@ -89,6 +90,18 @@ void pvc_ring_tx_produce(struct pvc_data_ring *r, RING_IDX n);
 /* Bytes we have sent that the peer has not consumed yet (0 when the
  * peer has drained our tx half), or -EPROTO. */
 long pvc_ring_tx_unconsumed(struct pvc_data_ring *r);
+
+/* The "waiting" extension (docs/pvcalls-ext.md §4.7), only when it was
+ * negotiated.  pvc_ring_tx_iov_waiting: as pvc_ring_tx_iov, but a full
+ * half raises our "producer waiting" flag (then looks again), so that
+ * the peer notifies us when it consumes.  pvc_ring_rx_wake_due: after
+ * consuming (pvc_ring_rx_consume), whether the peer's producer flag was
+ * up (it is cleared): notify only then.  pvc_ring_tx_unconsumed_waiting:
+ * as pvc_ring_tx_unconsumed, raising the flag while bytes are left (for a
+ * sender waiting for the peer to drain). */
+long pvc_ring_tx_iov_waiting(struct pvc_data_ring *r, struct iovec iov[2]);
+bool pvc_ring_rx_wake_due(struct pvc_data_ring *r);
+long pvc_ring_tx_unconsumed_waiting(struct pvc_data_ring *r);
 
 /* Error words, set only by the backend: in_error (EOF is -ENOTCONN) and
  * out_error.  Read with the ordering the spec asks for. */

@@ -20,12 +20,17 @@
 #include <uthash.h>
 
 #define SIM_PAGE_SIZE 4096u
-/* Pages one domain may have granted at once (Xen's default grant table
- * holds 64 frames of 512 v1 entries = 32768; we are a little more
- * generous, the memory is lazily allocated anyway). */
-#define SIM_MAX_GRANTS_PER_DOMAIN 65536u
-/* Event channel ports per domain (the 2-level ABI's limit on 64-bit). */
-#define SIM_MAX_PORTS_PER_DOMAIN 4096u
+/* Pages one domain may have granted at once.  Xen's default grant table
+ * holds 64 frames of 512 v1 entries = 32768, but a guest may be given
+ * more (gnttab_max_frames), and the simulated platform stands for a host
+ * where PV Calls carries every connection: 2^20 pages lets 10,000
+ * sockets have rings of order 6, or about 2,000 of order 9 (frontd's
+ * ring_budget.c shrinks rings as this runs low).  Pages are memfd pages,
+ * allocated when first touched: an idle ring costs its indexes page. */
+#define SIM_MAX_GRANTS_PER_DOMAIN (1u << 20)
+/* Event channel ports per domain: the FIFO ABI's limit (2^17; the
+ * 2-level ABI's 4096 held only 4,000 sockets). */
+#define SIM_MAX_PORTS_PER_DOMAIN (1u << 17)
 /* Xen's first reserved domid (DOMID_FIRST_RESERVED): valid ids are below. */
 #define SIM_DOMID_LIMIT 0x7FF0u
 

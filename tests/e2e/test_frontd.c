@@ -1005,7 +1005,10 @@ static uint64_t fill_until_stuck(struct fsock *s, struct hn_stream *st,
     static unsigned char chunk[16384];
     for (;;) {
         struct iovec iov[2];
-        long room = pvc_ring_tx_iov(&s->ring, iov);
+        /* The "waiting" extension (frontd negotiates it): a full ring
+         * raises our flag, or the backend would not notify on draining
+         * (harmless without the extension: v1 backends ignore it). */
+        long room = pvc_ring_tx_iov_waiting(&s->ring, iov);
         cr_assert_geq(room, 0);
         if (room == 0) {
             /* No progress for 500 ms: the backend's socket is full. */

@@ -33,7 +33,8 @@ Test(ext, format_in_bit_order)
     char buf[128];
     cr_assert_str_eq(pvc_ext_format(0, buf, sizeof(buf)), "");
     cr_assert_str_eq(pvc_ext_format(PVC_EXT_ALL, buf, sizeof(buf)),
-                     "ipv6,shutdown,sockname,sockopt,accept-addr,bind-connect");
+                     "ipv6,shutdown,sockname,sockopt,accept-addr,bind-connect,"
+                     "waiting");
     cr_assert_str_eq(pvc_ext_format(PVC_EXT_SOCKOPT | PVC_EXT_IPV6, buf,
                                     sizeof(buf)),
                      "ipv6,sockopt");

@@ -15,6 +15,7 @@
 #include "../../shim/env.c"
 #include "../../shim/real.c"
 #include "../../shim/fdtable.c"
+#include "../../shim/sigdefer.c"
 #include "../../shim/daemon.c"
 #include "../../shim/sock.c"
 #include "../../shim/uaccess.c"

@@ -6,6 +6,7 @@
 #include <criterion/criterion.h>
 
 #include "../../shim/fdtable.c"
+#include "../../shim/sigdefer.c"
 
 #include <pthread.h>
 

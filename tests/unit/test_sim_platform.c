@@ -402,8 +402,9 @@ Test(sim, grant_limits)
     for (int i = 0; i < NSMALL; i++)
         cr_assert_eq(pvc_grant_unshare(d1, small[i], 1), 0);
 
-    /* One domain may have 65536 pages granted at once. */
-    enum { SHARES = 64, PER = SIM_MAX_REFS };
+    /* One domain may have 2^20 pages granted at once
+     * (SIM_MAX_GRANTS_PER_DOMAIN, sim/broker/broker.h). */
+    enum { PER = SIM_MAX_REFS, SHARES = (1u << 20) / PER };
     static void *addr[SHARES];
     static pvc_gref_t refs[SHARES][PER];
     for (int i = 0; i < SHARES; i++)
