@@ -212,7 +212,7 @@ install-deploy:
 	    sed 's|/usr/local|$(PREFIX)|g' $$u >$(DESTDIR)$(SYSTEMDUNITDIR)/$${u##*/} && \
 	    chmod 644 $(DESTDIR)$(SYSTEMDUNITDIR)/$${u##*/} || exit 1; \
 	done
-	for p in man/*.[178]; do \
+	for p in man/*.[1578]; do \
 	    install -D -m 644 $$p $(DESTDIR)$(PREFIX)/share/man/man$${p##*.}/$${p##*/} || exit 1; \
 	done
 	install -D -m 644 deploy/xl/pvcalls-guest.cfg $(DESTDIR)$(DOCDIR)/pvcalls-guest.cfg

@@ -57,6 +57,7 @@ static void audit_answer(struct bdev *d, const struct xen_pvcalls_request *req,
         .has_id_new = req->cmd == PVCALLS_ACCEPT,
         .id_new = req->u.accept.id_new,
         .detail = x ? x->detail : NULL,
+        .rule = x ? x->rule : NULL,
         .ret = ret,
     };
     audit_command(a, &c);

@@ -21,6 +21,9 @@ void backd_usage(const char *prog, FILE *out)
             "  --sim-dir DIR             simulated platform's directory\n"
             "  --audit FILE|-            append a JSON audit log to FILE "
             "(- : stderr)\n"
+            "  --policy FILE             what each domain may do (INI, "
+            "pvcalls-policy(5));\n"
+            "                            default: everything\n"
             "  --max-page-order N        largest data ring order, %u..%u "
             "(default %u)\n"
             "  --max-sockets N           sockets per frontend domain "
@@ -65,13 +68,14 @@ static bool parse_ext(const char *list, unsigned *out)
     return ok;
 }
 
-enum { OPT_PLATFORM = 256, OPT_SIM_DIR, OPT_AUDIT, OPT_ORDER, OPT_SOCKETS,
-       OPT_EXT, OPT_READY_FD, OPT_HELP };
+enum { OPT_PLATFORM = 256, OPT_SIM_DIR, OPT_AUDIT, OPT_POLICY, OPT_ORDER,
+       OPT_SOCKETS, OPT_EXT, OPT_READY_FD, OPT_HELP };
 
 static const struct option long_opts[] = {
     { "platform", required_argument, NULL, OPT_PLATFORM },
     { "sim-dir", required_argument, NULL, OPT_SIM_DIR },
     { "audit", required_argument, NULL, OPT_AUDIT },
+    { "policy", required_argument, NULL, OPT_POLICY },
     { "max-page-order", required_argument, NULL, OPT_ORDER },
     { "max-sockets", required_argument, NULL, OPT_SOCKETS },
     { "ext", required_argument, NULL, OPT_EXT },
@@ -95,6 +99,9 @@ static int apply_opt(int opt, const char *arg, void *cfg_out,
         return 0;
     case OPT_AUDIT:
         cfg->audit_path = arg;
+        return 0;
+    case OPT_POLICY:
+        cfg->policy_path = arg;
         return 0;
     case OPT_ORDER:
         if (!pvc_parse_uint(arg, BACKD_MIN_ORDER, PVC_MAX_RING_ORDER, &v))

@@ -224,6 +224,8 @@ void audit_command(struct audit *a, const struct audit_cmd *c)
         jl_str(&j, "addr", c->addr);
     if (c->detail)
         jl_str(&j, "detail", c->detail);
+    if (c->rule)
+        jl_str(&j, "rule", c->rule);
     jl_i64(&j, "ret", c->ret);
     if (c->ret < 0) {
         char buf[16];

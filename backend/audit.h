@@ -30,6 +30,7 @@ struct audit_cmd {
     bool has_id_new;     /* ACCEPT */
     uint64_t id_new;
     const char *detail;  /* e.g. an option name; NULL: none */
+    const char *rule;    /* the policy rule that decided; NULL: none */
     int32_t ret;
 };
 

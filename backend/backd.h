@@ -27,6 +27,8 @@
 #include <uthash.h>
 
 struct audit;
+struct policy;
+struct policy_domain;
 
 /* ---- configuration (args.c) --------------------------------------- */
 
@@ -39,6 +41,7 @@ struct backd_cfg {
     enum pvc_platform_kind platform;
     const char *sim_dir;     /* NULL: the platform's default */
     const char *audit_path;  /* NULL: no audit; "-": stderr */
+    const char *policy_path; /* NULL: everything allowed */
     unsigned max_page_order; /* advertised and enforced */
     unsigned max_sockets;    /* per device (= per frontend domain) */
     unsigned ext;            /* PVC_EXT_* offered */
@@ -60,6 +63,7 @@ struct backd {
     struct xs_handle *xs;
     struct pvc_xb_back *xb;
     struct audit *audit; /* NULL: auditing off */
+    struct policy *policy; /* never NULL once running */
     struct pvc_watch xb_watch;
     struct pvc_watch sig_watch;
     int sig_fd;
@@ -76,6 +80,7 @@ struct bdev {
     pvc_domid_t domid;
     unsigned devid;
     unsigned ext;        /* PVC_EXT_* enabled on this device */
+    const struct policy_domain *pol; /* its rules (policy_apply.c) */
     void *cmd_page;
     struct pvc_cmd_back cmd;
     struct pvc_evtchn *ch;
@@ -125,6 +130,11 @@ struct bsock {
     struct pvc_watch fd_watch;
     uint32_t fd_events;           /* current interest; 0: not registered */
     bool linger_set;              /* the frontend set SO_LINGER */
+    /* A published port (policy): dom0 bound another address; the guest
+     * is told the one it asked for, as a container is. */
+    bool published;
+    struct sockaddr_storage guest_name;
+    socklen_t guest_name_len;
 
     /* One deferred request besides RELEASE: CONNECT while connecting,
      * ACCEPT or POLL on a listener, SHUTDOWN while draining. */
@@ -212,6 +222,7 @@ struct answer_extra {
     size_t len;
     const char *addr;
     const char *detail;
+    const char *rule;   /* the policy rule that decided */
 };
 void cmd_answer_ex(struct bdev *d, const struct xen_pvcalls_request *req,
                    int32_t ret, const struct answer_extra *x);
@@ -232,6 +243,27 @@ void cmd_drained(struct bsock *s);
 /* The host socket of a connecting or listening socket has events. */
 void cmd_connect_event(struct bsock *s, uint32_t events);
 void cmd_listener_event(struct bsock *s, uint32_t events);
+
+/* ---- the policy applied (policy_apply.c) --------------------------- */
+
+/* Load --policy (or allow everything).  0, or -1 with a message logged. */
+int backd_policy_load(struct backd *bd);
+/* Choose the device's rules: by domid, else by its xenstore name. */
+void dev_policy_attach(struct bdev *d);
+/* Sockets the device may hold: --max-sockets and the policy's. */
+uint32_t dev_max_sockets(const struct bdev *d);
+/* CONNECT to sa: 0 if allowed, else the answer was given (-EACCES with
+ * the rule, or -EAGAIN past max-pending-connects) and 1 is returned. */
+int32_t dev_policy_connect(struct bdev *d,
+                           const struct xen_pvcalls_request *req,
+                           const struct sockaddr *sa, socklen_t len);
+/* BIND of sa: 0 with what dom0 binds in *host (sa, or a published
+ * port's address) and the deciding rule in rule (POLICY_WHY_MAX bytes;
+ * "" without a policy file), else answered -EACCES and 1 is returned. */
+int32_t dev_policy_bind(struct bdev *d, const struct xen_pvcalls_request *req,
+                        const struct sockaddr *sa, socklen_t len,
+                        struct sockaddr_storage *host, socklen_t *host_len,
+                        char *rule);
 
 /* Extension commands: returns true if req->cmd was one of them. */
 bool ext_dispatch(struct bdev *d, const struct xen_pvcalls_request *req);

@@ -12,9 +12,12 @@
 #include "backd.h"
 
 #include "addr.h"
+#include "policy.h"
 #include "pvc/ext.h"
 
 #include <errno.h>
+#include <stdio.h>
+#include <string.h>
 #include <sys/socket.h>
 
 /* ---- SOCKET -------------------------------------------------------- */
@@ -29,7 +32,7 @@ static int32_t do_socket(struct bdev *d, const struct xen_pvcalls_request *req)
         return ret;
     if (sock_find(d, r->id))
         return -EEXIST;
-    if (dev_sock_count(d) >= d->bd->cfg.max_sockets)
+    if (dev_sock_count(d) >= dev_max_sockets(d))
         return -EMFILE;
     int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
@@ -77,6 +80,26 @@ static int32_t do_release(struct bdev *d,
 
 /* ---- BIND, LISTEN -------------------------------------------------- */
 
+/* A successful BIND's answer: its audit record names the policy rule and,
+ * for a published port, the dom0 address bound instead. */
+static int32_t bind_answer(struct bdev *d,
+                           const struct xen_pvcalls_request *req,
+                           const struct bsock *s,
+                           const struct sockaddr_storage *host,
+                           socklen_t host_len, const char *rule)
+{
+    char host_text[ADDR_STR_MAX], detail[ADDR_STR_MAX + 16];
+    bool published = s->published;
+    if (published &&
+        addr_format((const struct sockaddr *)host, host_len, host_text,
+                    sizeof(host_text)))
+        snprintf(detail, sizeof(detail), "dom0 binds %s", host_text);
+    struct answer_extra x = { .detail = published ? detail : NULL,
+                              .rule = *rule ? rule : NULL };
+    cmd_answer_ex(d, req, 0, &x);
+    return 1;
+}
+
 static int32_t do_bind(struct bdev *d, const struct xen_pvcalls_request *req)
 {
     const struct xen_pvcalls_bind *r = &req->u.bind;
@@ -90,16 +113,25 @@ static int32_t do_bind(struct bdev *d, const struct xen_pvcalls_request *req)
     int32_t ret = addr_from_wire(s->family, r->addr, r->len, &sa, &sa_len);
     if (ret < 0)
         return ret;
+    struct sockaddr_storage host;
+    socklen_t host_len;
+    char rule[POLICY_WHY_MAX];
+    if (dev_policy_bind(d, req, (struct sockaddr *)&sa, sa_len, &host,
+                        &host_len, rule))
+        return 1;
     if (!(d->ext & PVC_EXT_SOCKOPT)) {
         /* A v1 frontend cannot ask for SO_REUSEADDR, which nearly every
          * server sets; on Linux it only allows binding over TIME_WAIT. */
         int one = 1;
         setsockopt(s->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     }
-    if (bind(s->fd, (struct sockaddr *)&sa, sa_len) < 0)
+    if (bind(s->fd, (struct sockaddr *)&host, host_len) < 0)
         return -errno;
     s->state = BS_BOUND;
-    return 0;
+    s->published = sa_len != host_len || memcmp(&sa, &host, sa_len) != 0;
+    s->guest_name = sa;
+    s->guest_name_len = sa_len;
+    return bind_answer(d, req, s, &host, host_len, rule);
 }
 
 static int32_t do_listen(struct bdev *d, const struct xen_pvcalls_request *req)

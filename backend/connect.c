@@ -63,6 +63,8 @@ int32_t cmd_connect(struct bdev *d, const struct xen_pvcalls_request *req)
     ret = addr_from_wire(s->family, r->addr, r->len, &sa, &sa_len);
     if (ret < 0)
         return ret;
+    if (dev_policy_connect(d, req, (struct sockaddr *)&sa, sa_len))
+        return 1;
     /* r->flags is reserved in v1: ignored. */
     struct bring ring;
     ret = bring_map(d, &ring, r->ref, r->evtchn);

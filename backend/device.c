@@ -103,6 +103,7 @@ static int dev_connect(void *ctx, struct pvc_xb_back_dev *xdev)
     d->domid = xdev->fe_domid;
     d->devid = xdev->devid;
     d->ext = xdev->ext_enabled & bd->cfg.ext;
+    dev_policy_attach(d);
     pvc_gref_t ref = xdev->ring_ref;
     d->cmd_page = pvc_grant_map(bd->plat, d->domid, 1, &ref, 0);
     int err = 0;

@@ -87,6 +87,10 @@ static void do_sockname(struct bdev *d, const struct xen_pvcalls_request *req,
         socklen_t len = sizeof(sa);
         int rc = peer ? getpeername(s->fd, (struct sockaddr *)&sa, &len)
                       : getsockname(s->fd, (struct sockaddr *)&sa, &len);
+        if (rc == 0 && !peer && s->published) {
+            sa = s->guest_name; /* its own port, not dom0's */
+            len = s->guest_name_len;
+        }
         if (rc < 0)
             ret = -errno;
         else

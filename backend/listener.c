@@ -75,6 +75,9 @@ static void accept_finish(struct bsock *ls,
         cmd_accept_answer(d, req, -ENOMEM, NULL, 0);
         return;
     }
+    s->published = ls->published;
+    s->guest_name = ls->guest_name;
+    s->guest_name_len = ls->guest_name_len;
     ret = sock_attach_ring(s, &ring);
     if (ret < 0) {
         sock_destroy(s);
@@ -140,7 +143,7 @@ static int32_t accept_check(struct bdev *d,
         return ret;
     if (sock_find(d, req->u.accept.id_new))
         return -EEXIST;
-    if (dev_sock_count(d) >= d->bd->cfg.max_sockets)
+    if (dev_sock_count(d) >= dev_max_sockets(d))
         return -EMFILE;
     return 0;
 }

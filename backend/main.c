@@ -8,6 +8,7 @@
 #include "backd.h"
 
 #include "audit.h"
+#include "policy.h"
 #include "pvc/ext.h"
 #include "pvc/daemon.h"
 #include "pvc/log.h"
@@ -47,6 +48,8 @@ static int backd_start(struct backd *bd)
         .sim_domid = 0, /* the backend is domain 0 in simulation */
         .sim_dir = bd->cfg.sim_dir,
     };
+    if (backd_policy_load(bd) < 0)
+        return -1;
     if (bd->cfg.audit_path) {
         bd->audit = audit_open(bd->cfg.audit_path);
         if (!bd->audit) {
@@ -109,6 +112,7 @@ static void backd_stop(struct backd *bd)
     if (bd->plat)
         pvc_platform_close(bd->plat);
     audit_close(bd->audit);
+    policy_free(bd->policy);
 }
 
 int main(int argc, char **argv)
