@@ -160,9 +160,11 @@ check-plain: all
 check-manpages: all
 	scripts/check-manpages $(BUILD)
 
+# The fuzz corpus (fuzz/corpus) replays under the sanitizers too.
 check-asan:
 	$(MAKE) SAN=1 all
 	scripts/run-tests build-asan
+	$(MAKE) SAN=1 fuzz-replay
 
 # ThreadSanitizer runs only the tests whose own process runs threads
 # against our code (test threads, hostnet peers): a TSan shim cannot be
@@ -232,7 +234,10 @@ check-xen:
 # make bench (not part of make check): see bench/README.md.
 include bench/bench.mk
 
+# make fuzz, make fuzz-replay: see fuzz/README.md.
+include fuzz/fuzz.mk
+
 clean:
-	rm -rf build build-asan build-tsan
+	rm -rf build build-asan build-tsan build-fuzz
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
