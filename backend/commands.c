@@ -89,12 +89,12 @@ static int32_t bind_answer(struct bdev *d,
                            socklen_t host_len, const char *rule)
 {
     char host_text[ADDR_STR_MAX], detail[ADDR_STR_MAX + 16];
-    bool published = s->published;
-    if (published &&
-        addr_format((const struct sockaddr *)host, host_len, host_text,
-                    sizeof(host_text)))
+    bool described = s->published &&
+                     addr_format((const struct sockaddr *)host, host_len,
+                                 host_text, sizeof(host_text));
+    if (described)
         snprintf(detail, sizeof(detail), "dom0 binds %s", host_text);
-    struct answer_extra x = { .detail = published ? detail : NULL,
+    struct answer_extra x = { .detail = described ? detail : NULL,
                               .rule = *rule ? rule : NULL };
     cmd_answer_ex(d, req, 0, &x);
     return 1;
